@@ -155,4 +155,6 @@ export interface Backend {
   siluMul(out: Tensor, gate: Tensor, up: Tensor, n: number): void;
   /** out[i] = a[i] + b[i] for i < n (out may alias a). */
   add(out: Tensor, a: Tensor, b: Tensor, n: number): void;
+  /** dst[dstOffset + i] = src[srcOffset + i] for i < n (gathers rows, e.g. last positions). */
+  copy(dst: Tensor, dstOffset: number, src: Tensor, srcOffset: number, n: number): void;
 }

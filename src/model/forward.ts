@@ -1,0 +1,266 @@
+/**
+ * The one forward pass for the Llama family (Llama, Qwen2, Mistral), written
+ * against the Backend interface. One call runs a batch of sequences: each
+ * entry brings its new tokens, its KV cache and position, and optionally the
+ * sparse deltas of its Mediator route (the `delta` path: y = D x + sum w S x,
+ * added on that entry's rows only, so differently-routed requests share every
+ * dense matmul).
+ *
+ * Buffers (R = total new tokens in the batch, H = hidden, I = intermediate,
+ * Q = heads * headDim, K = kvHeads * headDim, V = vocab, L = entries wanting logits):
+ *   x [R, H] residual stream    h [R, H] normed      q [R, Q]   k, v [R, K]
+ *   attn [R, Q]   proj [R, H]   gate, up [R, I]      last [L, H]   logits [L, V]
+ * They are allocated once and grown only when a larger batch arrives.
+ */
+import type { Backend, KvCache, SparseWeight, Tensor } from "../backends/backend.ts";
+import type { ModelConfig } from "./config.ts";
+import type { LayerWeights, ModelWeights, Projection } from "./weights.ts";
+
+/** One sparse expert term of a route: scale * S. */
+export interface LinearDelta {
+  sparse: SparseWeight;
+  scale: number;
+}
+
+/** The sparse deltas of a route, by layer and projection. */
+export interface RouteDeltas {
+  /** Deltas for a projection of a layer; undefined or empty when the layer is not routed. */
+  get(layer: number, proj: Projection): readonly LinearDelta[] | undefined;
+}
+
+/** One sequence's share of a batched step. */
+export interface BatchEntry {
+  /** New token ids (the prompt for prefill, one id for decode). */
+  ids: Int32Array;
+  cache: KvCache;
+  /** Position of ids[0]; the cache already holds positions [0, startPos). */
+  startPos: number;
+  /** The route's sparse deltas (delta path); absent for dense or materialized weights. */
+  deltas?: RouteDeltas;
+  /** Return the logits of the last new token (default true). */
+  wantLogits?: boolean;
+}
+
+/** Options of a forward step. */
+export interface StepOptions {
+  /** Weights to use instead of the model's own (the materialize path). */
+  weights?: ModelWeights;
+  /** Stop after this many layers and return the mean-pooled hidden state per entry. */
+  stopAfterLayer?: number;
+}
+
+interface Workspace {
+  rows: number;
+  logitRows: number;
+  x: Tensor;
+  h: Tensor;
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  attn: Tensor;
+  proj: Tensor;
+  gate: Tensor;
+  up: Tensor;
+  last: Tensor;
+  logits: Tensor;
+}
+
+/** A model ready to run on a backend. */
+export class Transformer {
+  #ws?: Workspace;
+
+  /**
+   * @param backend where the weights live and ops run
+   * @param config the model description
+   * @param weights weights loaded on `backend`
+   */
+  constructor(
+    readonly backend: Backend,
+    readonly config: ModelConfig,
+    readonly weights: ModelWeights,
+  ) {}
+
+  /** A fresh KV cache for one sequence of up to `maxSeq` tokens. */
+  newCache(maxSeq: number): KvCache {
+    const c = this.config;
+    return this.backend.allocKvCache(c.numLayers, maxSeq, c.numKvHeads, c.headDim);
+  }
+
+  #workspace(rows: number, logitRows: number): Workspace {
+    const ws = this.#ws;
+    if (ws && ws.rows >= rows && ws.logitRows >= logitRows) return ws;
+    if (ws) this.#freeWorkspace(ws);
+    const c = this.config, b = this.backend;
+    const r = Math.max(rows, ws?.rows ?? 0), l = Math.max(logitRows, ws?.logitRows ?? 1);
+    const q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim;
+    const next: Workspace = {
+      rows: r,
+      logitRows: l,
+      x: b.alloc(r * c.hiddenSize),
+      h: b.alloc(r * c.hiddenSize),
+      q: b.alloc(r * q),
+      k: b.alloc(r * kv),
+      v: b.alloc(r * kv),
+      attn: b.alloc(r * q),
+      proj: b.alloc(r * c.hiddenSize),
+      gate: b.alloc(r * c.intermediateSize),
+      up: b.alloc(r * c.intermediateSize),
+      last: b.alloc(l * c.hiddenSize),
+      logits: b.alloc(l * c.vocabSize),
+    };
+    this.#ws = next;
+    return next;
+  }
+
+  #freeWorkspace(ws: Workspace): void {
+    for (
+      const t of [
+        ws.x,
+        ws.h,
+        ws.q,
+        ws.k,
+        ws.v,
+        ws.attn,
+        ws.proj,
+        ws.gate,
+        ws.up,
+        ws.last,
+        ws.logits,
+      ]
+    ) {
+      this.backend.free(t);
+    }
+  }
+
+  /** Release the activation buffers (the weights stay). */
+  dispose(): void {
+    if (this.#ws) this.#freeWorkspace(this.#ws);
+    this.#ws = undefined;
+  }
+
+  /** out = W x (+ bias) for all rows, then each entry's route deltas on its rows. */
+  #linear(
+    out: Tensor,
+    x: Tensor,
+    layer: LayerWeights,
+    layerIndex: number,
+    proj: Projection,
+    rows: number,
+    entries: readonly BatchEntry[],
+    offsets: readonly number[],
+  ): void {
+    const bias = proj === "q" || proj === "k" || proj === "v" ? layer.bias[proj] : undefined;
+    this.backend.matmul(out, x, layer.linear[proj], rows, bias);
+    for (let e = 0; e < entries.length; e++) {
+      const deltas = entries[e].deltas?.get(layerIndex, proj);
+      if (!deltas) continue;
+      for (const d of deltas) {
+        this.backend.sparseMatmulAdd(out, x, d.sparse, d.scale, offsets[e], entries[e].ids.length);
+      }
+    }
+  }
+
+  /**
+   * Run one step for a batch. Returns, per entry, the logits of its last new
+   * token (or null when `wantLogits` is false) — or, with `stopAfterLayer`, the
+   * mean over its new tokens of the hidden state after that many layers.
+   */
+  async step(
+    entries: readonly BatchEntry[],
+    opts: StepOptions = {},
+  ): Promise<(Float32Array | null)[]> {
+    const c = this.config, b = this.backend, W = opts.weights ?? this.weights;
+    const offsets: number[] = [];
+    let rows = 0;
+    for (const e of entries) {
+      if (e.ids.length === 0) throw new RangeError("Cannot run a step: an entry has no tokens");
+      if (e.startPos + e.ids.length > e.cache.maxSeq) {
+        throw new RangeError(
+          `Cannot run a step: ${
+            e.startPos + e.ids.length
+          } tokens exceed the sequence's cache of ${e.cache.maxSeq}`,
+        );
+      }
+      offsets.push(rows);
+      rows += e.ids.length;
+    }
+    const wanted = entries.map((e) => e.wantLogits !== false);
+    const ws = this.#workspace(rows, Math.max(1, wanted.filter(Boolean).length));
+    const H = c.hiddenSize;
+
+    const ids = new Int32Array(rows);
+    const positions = new Int32Array(rows);
+    entries.forEach((e, i) => {
+      ids.set(e.ids, offsets[i]);
+      for (let j = 0; j < e.ids.length; j++) positions[offsets[i] + j] = e.startPos + j;
+    });
+    b.embed(ws.x, W.embed, ids);
+
+    const nLayers = opts.stopAfterLayer ?? c.numLayers;
+    for (let l = 0; l < nLayers; l++) {
+      const L = W.layers[l];
+      // Attention block.
+      b.rmsNorm(ws.h, ws.x, L.inputNorm, rows, c.rmsNormEps);
+      this.#linear(ws.q, ws.h, L, l, "q", rows, entries, offsets);
+      this.#linear(ws.k, ws.h, L, l, "k", rows, entries, offsets);
+      this.#linear(ws.v, ws.h, L, l, "v", rows, entries, offsets);
+      b.rope(ws.q, rows, c.numHeads, c.headDim, positions, c.ropeTheta);
+      b.rope(ws.k, rows, c.numKvHeads, c.headDim, positions, c.ropeTheta);
+      entries.forEach((e, i) => {
+        const m = e.ids.length;
+        b.kvWrite(e.cache, l, ws.k, ws.v, offsets[i], m, e.startPos);
+        b.attention(ws.attn, ws.q, {
+          numHeads: c.numHeads,
+          numKvHeads: c.numKvHeads,
+          headDim: c.headDim,
+          cache: e.cache,
+          layer: l,
+          rowOffset: offsets[i],
+          m,
+          startPos: e.startPos,
+        });
+      });
+      this.#linear(ws.proj, ws.attn, L, l, "o", rows, entries, offsets);
+      b.add(ws.x, ws.x, ws.proj, rows * H);
+      // MLP block.
+      b.rmsNorm(ws.h, ws.x, L.postNorm, rows, c.rmsNormEps);
+      this.#linear(ws.gate, ws.h, L, l, "gate", rows, entries, offsets);
+      this.#linear(ws.up, ws.h, L, l, "up", rows, entries, offsets);
+      b.siluMul(ws.gate, ws.gate, ws.up, rows * c.intermediateSize);
+      this.#linear(ws.proj, ws.gate, L, l, "down", rows, entries, offsets);
+      b.add(ws.x, ws.x, ws.proj, rows * H);
+    }
+
+    if (opts.stopAfterLayer !== undefined) {
+      const all = await b.read(ws.x, 0, rows * H);
+      return entries.map((e, i) => {
+        const pooled = new Float32Array(H);
+        for (let j = 0; j < e.ids.length; j++) {
+          const row = all.subarray((offsets[i] + j) * H, (offsets[i] + j + 1) * H);
+          for (let d = 0; d < H; d++) pooled[d] += row[d];
+        }
+        for (let d = 0; d < H; d++) pooled[d] /= e.ids.length;
+        return pooled;
+      });
+    }
+
+    // Final norm and lm_head only on the last row of each entry that wants logits.
+    let n = 0;
+    entries.forEach((e, i) => {
+      if (!wanted[i]) return;
+      b.copy(ws.last, n * H, ws.x, (offsets[i] + e.ids.length - 1) * H, H);
+      n++;
+    });
+    if (n === 0) return entries.map(() => null);
+    b.rmsNorm(ws.h, ws.last, W.finalNorm, n, c.rmsNormEps);
+    b.matmul(ws.logits, ws.h, W.lmHead, n);
+    const all = await b.read(ws.logits, 0, n * c.vocabSize);
+    let k = 0;
+    return entries.map((_, i) => {
+      if (!wanted[i]) return null;
+      const out = all.slice(k * c.vocabSize, (k + 1) * c.vocabSize);
+      k++;
+      return out;
+    });
+  }
+}
