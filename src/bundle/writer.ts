@@ -138,9 +138,11 @@ export class BundleWriter {
     return [...this.#files.values()].sort((a, b) => a.path.localeCompare(b.path));
   }
 
-  /** Write manifest.json and move the folder into place. */
-  async commit(manifestJson: string): Promise<void> {
-    await Deno.writeTextFile(this.fullPath("manifest.json"), manifestJson);
+  /** Write manifest.json (when given) and move the folder into place. */
+  async commit(manifestJson?: string): Promise<void> {
+    if (manifestJson !== undefined) {
+      await Deno.writeTextFile(this.fullPath("manifest.json"), manifestJson);
+    }
     let old: string | undefined;
     try {
       await Deno.stat(this.outDir);
