@@ -45,3 +45,12 @@ export class IncompatibleModelsError extends Error {
     this.name = "IncompatibleModelsError";
   }
 }
+
+/** A user-supplied data file (router prompts, evaluation sets) is malformed or empty. */
+export class DataFormatError extends Error {
+  /** @param message which file and line, what is wrong, and how to fix it */
+  constructor(message: string) {
+    super(message);
+    this.name = "DataFormatError";
+  }
+}

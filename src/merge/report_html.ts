@@ -61,6 +61,7 @@ td.heat{min-width:44px;text-align:center}td.heat.diag{font-weight:bold}
 svg{font:11px system-ui,sans-serif;background:#fff}
 svg .grid{stroke:#eee}svg .axis{stroke:#888}svg .tick{fill:#555}svg .title{fill:#333}
 svg .bar{fill:#8da0b6}svg .bar.routed{fill:#ff9f1c}
+svg .mark{stroke:#8da0b6;stroke-width:3}svg .mark.routed{stroke:#ff9f1c}
 svg .threshold{stroke:#b00020;stroke-dasharray:5 3;stroke-width:1.5}
 svg .target{stroke:#888;stroke-dasharray:3 3}svg .frontier{stroke:#1f77b4;stroke-width:2}
 .legend span{margin-right:14px}.swatch{display:inline-block;width:10px;height:10px;margin-right:4px}
@@ -93,7 +94,10 @@ function summary(r: MergeReport): string {
       "Routed sparse bytes",
       `${formatBytes(r.routedBytes)} (${pct(r.routedBytes, r.modelBytes)} of one model)`,
     ],
-    ["Budget", r.budgetBytes === null ? "none (policy has no byte budget)" : formatBytes(r.budgetBytes)],
+    [
+      "Budget",
+      r.budgetBytes === null ? "none (policy has no byte budget)" : formatBytes(r.budgetBytes),
+    ],
     [
       "Bundle weights (dense + sparse)",
       `${formatBytes(bundle)} (${pct(bundle, r.inputBytes)} of the inputs)`,
@@ -159,7 +163,9 @@ function sparseTable(r: MergeReport): string {
 
 function routerSection(r: MergeReport): string {
   const ro = r.router;
-  const acc = ro.heldOutAccuracy === null ? "n/a (no held-out split)" : formatNumber(ro.heldOutAccuracy);
+  const acc = ro.heldOutAccuracy === null
+    ? "n/a (no held-out split)"
+    : formatNumber(ro.heldOutAccuracy);
   const counts = r.experts.map((e, i) => `${e}: ${ro.classCounts[i] ?? 0}`).join(", ");
   const info = `<dl class="summary">\n<dt>Layer</dt><dd>${ro.layer}</dd>\n<dt>Kind</dt><dd>${
     esc(ro.kind)
@@ -202,7 +208,13 @@ export function renderReportHtml(report: MergeReport, extra?: ReportExtras): str
     section("router", "Router", routerSection(report)),
   ];
   if (extra?.pareto && extra.pareto.length > 0) {
-    sections.push(section("pareto", "Mean accuracy against bundle bytes", paretoChart(extra.pareto)));
+    sections.push(
+      section(
+        "pareto",
+        "Mean accuracy against bundle bytes",
+        paretoChart(extra.pareto),
+      ),
+    );
   }
   sections.push(
     section("settings", "Settings", `<pre>${esc(JSON.stringify(report.settings, null, 2))}</pre>`),

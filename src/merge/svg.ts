@@ -6,16 +6,19 @@
 
 /** Escape text for XML/HTML content and attribute values. */
 export function escapeXml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) =>
-    c === "&"
-      ? "&amp;"
-      : c === "<"
-      ? "&lt;"
-      : c === ">"
-      ? "&gt;"
-      : c === '"'
-      ? "&quot;"
-      : "&#39;");
+  return text.replace(
+    /[&<>"']/g,
+    (c) =>
+      c === "&"
+        ? "&amp;"
+        : c === "<"
+        ? "&lt;"
+        : c === ">"
+        ? "&gt;"
+        : c === '"'
+        ? "&quot;"
+        : "&#39;",
+  );
 }
 
 /** A mapping from data values to pixels, with tick values for its axis. */
@@ -31,7 +34,7 @@ function niceStep(span: number, count: number): number {
   const raw = span / Math.max(1, count);
   const pow = 10 ** Math.floor(Math.log10(raw));
   const m = raw / pow;
-  return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * pow;
+  return (m < Math.SQRT2 ? 1 : m < Math.sqrt(10) ? 2 : m < Math.sqrt(50) ? 5 : 10) * pow;
 }
 
 /**
@@ -91,7 +94,11 @@ export interface Frame {
 }
 
 /** A frame of `width` x `height` with room for tick labels and axis titles. */
-export function frame(width: number, height: number, margin = { l: 56, r: 12, t: 12, b: 40 }): Frame {
+export function frame(
+  width: number,
+  height: number,
+  margin = { l: 56, r: 12, t: 12, b: 40 },
+): Frame {
   return {
     width,
     height,
