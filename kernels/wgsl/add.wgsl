@@ -1,0 +1,32 @@
+// add.wgsl: out[i] = a[i] + b[i] for i < n.
+//
+// Bindings (group 0):
+//   0 params  uniform             Params below
+//   1 a       storage read_write  array<f32>  (read_write so that out may alias a or b)
+//   2 b       storage read_write  array<f32>
+//   3 out     storage read_write  array<f32>
+// Layout: one thread per element, workgroup 256; workgroups in a 2-D grid (x fastest).
+
+struct Params {
+  n: u32,
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> a: array<f32>;
+@group(0) @binding(2) var<storage, read_write> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(
+  @builtin(local_invocation_index) lid: u32,
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+  let i = linear_workgroup(wid, nwg) * 256u + lid;
+  if (i < p.n) {
+    out[i] = a[i] + b[i];
+  }
+}

@@ -1,0 +1,97 @@
+// matmul_gemv.wgsl: out[m, rows] = x[m, cols] @ W^T (+ bias) for a few activation rows (decode).
+//
+// Bindings (group 0):
+//   0 params  uniform  Params below
+//   1 w       storage read        array<vec4<u32>>  one row chunk of W, row-major, rows of
+//                                  stride_v vec4 words: 8 bf16/f16 (packed 2 per u32) or 4 f32
+//   2 x       storage read        array<vec4<f32>>  x[m, cols] row-major (cols % 4 == 0)
+//   3 out     storage read_write  array<f32>        out[m, out_stride]; this chunk writes
+//                                  columns [row_base, row_base + rows)
+//   4 bias    storage read        array<f32>        bias[out_stride] (read when has_bias != 0)
+// Layout: one workgroup of 256 threads handles 256 / THREADS_PER_ROW weight rows; the threads
+// of a row read consecutive vec4 words (coalesced along cols), accumulate TM activation rows
+// at once (each weight word is loaded once for all TM rows), then reduce with a tree in
+// workgroup memory. Grid: x/y = row groups (split over y past the per-dimension limit),
+// z = blocks of TM activation rows starting at m_base.
+// Requires cols % 8 == 0 for 16-bit weights and cols % 4 == 0 for f32 weights.
+
+override DTYPE: u32 = 1u;            // 0 = f32, 1 = bf16, 2 = f16
+override THREADS_PER_ROW: u32 = 64u; // power of two in [1, 256]
+override TM: u32 = 1u;               // activation rows per workgroup, 1..4
+
+const WG: u32 = 256u;
+const MAX_TM: u32 = 4u;
+
+struct Params {
+  rows: u32,       // weight rows in this chunk
+  cols: u32,       // input features
+  stride_v: u32,   // vec4 words per weight row
+  m_base: u32,     // first activation row of this dispatch
+  out_stride: u32, // columns of out (all chunks)
+  row_base: u32,   // first output column of this chunk
+  has_bias: u32,
+  _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+
+var<workgroup> partial: array<f32, 1024>; // WG * MAX_TM
+
+@compute @workgroup_size(256)
+fn main(
+  @builtin(local_invocation_index) lid: u32,
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+  let rows_per_wg = WG / THREADS_PER_ROW;
+  let local_row = lid / THREADS_PER_ROW;
+  let lane = lid % THREADS_PER_ROW;
+  let row = linear_workgroup(wid, nwg) * rows_per_wg + local_row;
+  let m0 = p.m_base + wid.z * TM;
+  let x_stride_v = p.cols / 4u;
+
+  var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+  if (row < p.rows) {
+    let wbase = row * p.stride_v;
+    for (var v = lane; v < p.stride_v; v = v + THREADS_PER_ROW) {
+      let wv = w[wbase + v];
+      if (DTYPE == DTYPE_F32) {
+        let wf = bitcast<vec4<f32>>(wv);
+        for (var t = 0u; t < TM; t = t + 1u) {
+          acc[t] = acc[t] + dot(wf, x[(m0 + t) * x_stride_v + v]);
+        }
+      } else {
+        let w0 = vec4<f32>(unpack_16x2(wv.x, DTYPE), unpack_16x2(wv.y, DTYPE));
+        let w1 = vec4<f32>(unpack_16x2(wv.z, DTYPE), unpack_16x2(wv.w, DTYPE));
+        for (var t = 0u; t < TM; t = t + 1u) {
+          let xi = (m0 + t) * x_stride_v + 2u * v;
+          acc[t] = acc[t] + dot(w0, x[xi]) + dot(w1, x[xi + 1u]);
+        }
+      }
+    }
+  }
+  for (var t = 0u; t < TM; t = t + 1u) {
+    partial[t * WG + lid] = acc[t];
+  }
+  workgroupBarrier();
+  for (var s = THREADS_PER_ROW / 2u; s > 0u; s = s >> 1u) {
+    if (lane < s) {
+      for (var t = 0u; t < TM; t = t + 1u) {
+        partial[t * WG + lid] = partial[t * WG + lid] + partial[t * WG + lid + s];
+      }
+    }
+    workgroupBarrier();
+  }
+  if (row < p.rows && lane < TM) {
+    var r = partial[lane * WG + local_row * THREADS_PER_ROW];
+    let col = p.row_base + row;
+    if (p.has_bias != 0u) {
+      r = r + bias[col];
+    }
+    out[(m0 + lane) * p.out_stride + col] = r;
+  }
+}

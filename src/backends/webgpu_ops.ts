@@ -1,0 +1,345 @@
+/**
+ * The matrix and attention ops of the WebGPU backend: kernel choice, chunk loops and grid
+ * sizes. Each op records one or more dispatches (one per weight or sparse row chunk).
+ */
+import type { AttentionArgs, SparseWeight, Tensor, Weight } from "./backend.ts";
+import { UnsupportedOpError } from "../errors.ts";
+import type { CommandRecorder } from "./webgpu_recorder.ts";
+import { splitGrid } from "./webgpu_recorder.ts";
+import { count, need, WebGpuOpsBase } from "./webgpu_ops_base.ts";
+import { alignedSize } from "./webgpu_resources.ts";
+import type { RopeTables } from "./webgpu_rope_table.ts";
+
+const DTYPE_CODE = { f32: 0, bf16: 1, f16: 2 } as const;
+/** Activation rows per GEMV workgroup pass (the kernels' MAX_TM). */
+const TM_MAX = 4;
+/** Up to this many activation rows, matmul streams the weight with the GEMV kernel. */
+const GEMV_MAX_ROWS = 8;
+const ATTENTION_MAX_HEAD_DIM = 256;
+
+/** Workgroups attention aims for before it splits the keys of a (head, row) pair. */
+const ATTENTION_TARGET_GROUPS = 512;
+/** Keys each attention workgroup visits per step (the kernel's WG). */
+const ATTENTION_BLOCK = 64;
+
+/**
+ * How attention splits the keys: `splits` workgroups of `chunk` keys per (head, row) pair so
+ * that `pairs` pairs with up to `maxLen` keys fill about ATTENTION_TARGET_GROUPS workgroups.
+ */
+export function attentionSplits(pairs: number, maxLen: number): { splits: number; chunk: number } {
+  const blocks = Math.ceil(maxLen / ATTENTION_BLOCK);
+  const wanted = Math.min(blocks, Math.ceil(ATTENTION_TARGET_GROUPS / pairs));
+  if (wanted <= 1) return { splits: 1, chunk: maxLen };
+  const chunk = Math.ceil(blocks / wanted) * ATTENTION_BLOCK;
+  return { splits: Math.ceil(maxLen / chunk), chunk };
+}
+
+/** Threads per weight row for the GEMV kernel, from the row length in vec4 words. */
+export function defaultGemvThreadsPerRow(strideVec4: number): number {
+  let tpr = 32;
+  while (tpr < 256 && tpr * 4 <= strideVec4) tpr *= 2;
+  return tpr;
+}
+
+/** Threads per sparse row for the delta kernel, from the mean non-zeros per row. */
+export function defaultSparseThreadsPerRow(meanNnz: number): number {
+  let tpr = 8;
+  while (tpr < 64 && tpr * 4 <= meanNnz) tpr *= 2;
+  return tpr;
+}
+
+/** The matrix and attention ops, on top of the shared plumbing. */
+export abstract class WebGpuOps extends WebGpuOpsBase {
+  #gemvThreadsPerRow?: number;
+  #scratchBuffer: GPUBuffer | null = null;
+
+  /**
+   * @param device the device
+   * @param recorder recorder of that device
+   * @param ropeTables rope tables of that device
+   * @param gemvThreadsPerRow fixed GEMV threads per row (default: by shape)
+   */
+  constructor(
+    device: GPUDevice,
+    recorder: CommandRecorder,
+    ropeTables: RopeTables,
+    gemvThreadsPerRow?: number,
+  ) {
+    super(device, recorder, ropeTables);
+    if (gemvThreadsPerRow !== undefined) {
+      const t = gemvThreadsPerRow;
+      if (!Number.isInteger(t) || t < 1 || t > 256 || (t & (t - 1)) !== 0) {
+        throw new RangeError(`Cannot use gemvThreadsPerRow ${t}: need a power of two in 1..256`);
+      }
+    }
+    this.#gemvThreadsPerRow = gemvThreadsPerRow;
+  }
+
+  /** Destroys buffers owned by the ops themselves. */
+  protected override destroyOpBuffers(): void {
+    super.destroyOpBuffers();
+    this.#scratchBuffer?.destroy();
+    this.#scratchBuffer = null;
+  }
+
+  /** Calls `each(tm, mBase, blocks)` for the full TM_MAX-row blocks of m, then the rest. */
+  #rowBlocks(m: number, each: (tm: number, mBase: number, blocks: number) => void): void {
+    const full = Math.floor(m / TM_MAX);
+    if (full > 0) each(TM_MAX, 0, full);
+    if (m % TM_MAX > 0) each(m % TM_MAX, full * TM_MAX, 1);
+  }
+
+  /** out[i, :] = table[ids[i], :] for i < ids.length. */
+  embed(out: Tensor, table: Weight, ids: Int32Array): void {
+    const o = this.tensor(out, "embed output");
+    const w = this.weight(table, "embedding table");
+    const m = ids.length;
+    need(o, m * w.cols, "embed output");
+    for (let i = 0; i < m; i++) {
+      if (!Number.isInteger(ids[i]) || ids[i] < 0 || ids[i] >= w.rows) {
+        throw new RangeError(
+          `Cannot embed token id ${ids[i]} at ${i}: the table has ${w.rows} rows`,
+        );
+      }
+    }
+    if (m === 0) return;
+    const idSlice = this.recorder.hostSlice(ids.byteLength);
+    idSlice.bytes.set(new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength));
+    for (const c of w.chunks) {
+      this.recorder.dispatch({
+        kernel: "embed",
+        constants: { DTYPE: DTYPE_CODE[w.dtype] },
+        params: { cols: w.cols, stride_w: w.strideWords, m, row_base: c.rowStart, rows: c.rows },
+        resources: [c.buffer, idSlice, o.buffer],
+        grid: this.linearGrid(Math.ceil((m * w.cols) / 256)),
+      });
+    }
+  }
+
+  /** out[m, w.rows] = x[m, w.cols] @ w^T (+ bias[w.rows]). */
+  matmul(out: Tensor, x: Tensor, w: Weight, m: number, bias?: Tensor): void {
+    const o = this.tensor(out, "matmul output");
+    const xt = this.tensor(x, "matmul input");
+    const wt = this.weight(w, "matmul weight");
+    const b = bias ? this.tensor(bias, "matmul bias") : null;
+    count(m, "m");
+    need(xt, m * wt.cols, "matmul input");
+    need(o, m * wt.rows, "matmul output");
+    if (b) need(b, wt.rows, "matmul bias");
+    if (o.buffer === xt.buffer || o.buffer === b?.buffer) {
+      throw new RangeError("Cannot run matmul: the output must not alias the input or the bias");
+    }
+    if (m === 0) return;
+    const dtype = DTYPE_CODE[wt.dtype];
+    const perVec4 = wt.dtype === "f32" ? 4 : 8;
+    const common = { out_stride: wt.rows, has_bias: b ? 1 : 0 };
+    const resources = (c: GPUBuffer) => [c, xt.buffer, o.buffer, b ? b.buffer : this.unusedBuffer];
+    if (m <= GEMV_MAX_ROWS && wt.cols % perVec4 === 0) {
+      const strideV = wt.cols / perVec4;
+      const tpr = this.#gemvThreadsPerRow ?? defaultGemvThreadsPerRow(strideV);
+      for (const c of wt.chunks) {
+        const groups = Math.ceil(c.rows / (256 / tpr));
+        this.#rowBlocks(m, (tm, mBase, blocks) => {
+          const [gx, gy] = splitGrid(groups, this.maxPerDim);
+          this.recorder.dispatch({
+            kernel: "matmul_gemv",
+            constants: { DTYPE: dtype, THREADS_PER_ROW: tpr, TM: tm },
+            params: {
+              rows: c.rows,
+              cols: wt.cols,
+              stride_v: strideV,
+              m_base: mBase,
+              row_base: c.rowStart,
+              ...common,
+            },
+            resources: resources(c.buffer),
+            grid: [gx, gy, blocks],
+          });
+        });
+      }
+      return;
+    }
+    for (const c of wt.chunks) {
+      this.recorder.dispatch({
+        kernel: "matmul_gemm",
+        constants: { DTYPE: dtype },
+        params: {
+          rows: c.rows,
+          cols: wt.cols,
+          stride_w: wt.strideWords,
+          m,
+          row_base: c.rowStart,
+          ...common,
+        },
+        resources: resources(c.buffer),
+        grid: [Math.ceil(c.rows / 64), Math.ceil(m / 64), 1],
+      });
+    }
+  }
+
+  /** Rows [rowOffset, rowOffset + m): out += scale * x @ s^T. */
+  sparseMatmulAdd(
+    out: Tensor,
+    x: Tensor,
+    s: SparseWeight,
+    scale: number,
+    rowOffset: number,
+    m: number,
+  ): void {
+    const o = this.tensor(out, "sparse delta output");
+    const xt = this.tensor(x, "sparse delta input");
+    const st = this.sparse(s, "sparse delta matrix");
+    count(rowOffset, "rowOffset");
+    count(m, "m");
+    need(xt, (rowOffset + m) * st.cols, "sparse delta input");
+    need(o, (rowOffset + m) * st.rows, "sparse delta output");
+    if (o.buffer === xt.buffer) {
+      throw new RangeError("Cannot run the sparse delta: the output must not alias the input");
+    }
+    if (m === 0 || st.nnz === 0) return;
+    const tpr = defaultSparseThreadsPerRow(st.nnz / st.rows);
+    for (const c of st.chunks) {
+      const groups = Math.ceil(c.rows / (256 / tpr));
+      this.#rowBlocks(m, (tm, mBase, blocks) => {
+        const [gx, gy] = splitGrid(groups, this.maxPerDim);
+        this.recorder.dispatch({
+          kernel: "sparse_matmul_add",
+          constants: {
+            VALUE_DTYPE: DTYPE_CODE[st.valueDtype],
+            WIDE: st.wide,
+            THREADS_PER_ROW: tpr,
+            TM: tm,
+          },
+          params: {
+            rows: c.rows,
+            row_base: c.rowStart,
+            out_stride: st.rows,
+            x_stride: st.cols,
+            row_offset: rowOffset,
+            m_base: mBase,
+            scale,
+          },
+          resources: [c.rowPtr, c.entries, c.values ?? this.unusedBuffer, xt.buffer, o.buffer],
+          grid: [gx, gy, blocks],
+        });
+      });
+    }
+  }
+
+  /** w += scale * s in place, rounding each updated element to w's dtype. */
+  scatterAdd(w: Weight, s: SparseWeight, scale: number): void {
+    const wt = this.weight(w, "scatter-add target");
+    const st = this.sparse(s, "scatter-add matrix");
+    if (wt.rows !== st.rows || wt.cols !== st.cols) {
+      throw new RangeError(
+        `Cannot scatter-add a sparse [${st.rows}, ${st.cols}] into a weight [${wt.rows}, ${wt.cols}]`,
+      );
+    }
+    if (st.nnz === 0) return;
+    for (const wc of wt.chunks) {
+      for (const sc of st.chunks) {
+        const r0 = Math.max(wc.rowStart, sc.rowStart);
+        const r1 = Math.min(wc.rowStart + wc.rows, sc.rowStart + sc.rows);
+        if (r1 <= r0) continue;
+        this.recorder.dispatch({
+          kernel: "scatter_add",
+          constants: {
+            W_DTYPE: DTYPE_CODE[wt.dtype],
+            VALUE_DTYPE: DTYPE_CODE[st.valueDtype],
+            WIDE: st.wide,
+          },
+          params: {
+            rows: r1 - r0,
+            sparse_row0: r0 - sc.rowStart,
+            w_row0: r0 - wc.rowStart,
+            stride_w: wt.strideWords,
+            scale,
+          },
+          resources: [sc.rowPtr, sc.entries, sc.values ?? this.unusedBuffer, wc.buffer],
+          grid: this.linearGrid(r1 - r0),
+        });
+      }
+    }
+  }
+
+  /** Causal grouped-query attention of q rows over the cache, written to the rows of out. */
+  attention(out: Tensor, q: Tensor, args: AttentionArgs): void {
+    const { numHeads, numKvHeads, headDim, layer, rowOffset, m, startPos } = args;
+    const c = this.kvCache(args.cache, layer, startPos, m);
+    const o = this.tensor(out, "attention output");
+    const qt = this.tensor(q, "attention query");
+    count(rowOffset, "rowOffset");
+    if (numKvHeads !== c.numKvHeads || headDim !== c.headDim) {
+      throw new RangeError(
+        `Cannot run attention: ${numKvHeads} kv heads of ${headDim} do not match the cache ` +
+          `(${c.numKvHeads} of ${c.headDim})`,
+      );
+    }
+    if (!Number.isInteger(numHeads) || numHeads < 1 || numHeads % numKvHeads !== 0) {
+      throw new RangeError(
+        `Cannot run attention: numHeads ${numHeads} is not a multiple of numKvHeads ${numKvHeads}`,
+      );
+    }
+    if (headDim > ATTENTION_MAX_HEAD_DIM) {
+      throw new UnsupportedOpError(
+        `Cannot run attention with head dim ${headDim} on WebGPU: the kernel supports up to ` +
+          `${ATTENTION_MAX_HEAD_DIM}; use the wasm backend`,
+      );
+    }
+    need(qt, (rowOffset + m) * numHeads * headDim, "attention query");
+    need(o, (rowOffset + m) * numHeads * headDim, "attention output");
+    const scale = 1 / Math.sqrt(headDim);
+    for (let done = 0; done < m; done += this.maxPerDim) {
+      const rows = Math.min(this.maxPerDim, m - done);
+      const params = {
+        num_heads: numHeads,
+        num_kv_heads: numKvHeads,
+        head_dim: headDim,
+        row_offset: rowOffset + done,
+        m: rows,
+        start_pos: startPos + done,
+        scale,
+      };
+      const kv = [qt.buffer, c.keys[layer], c.values[layer]];
+      const { splits, chunk } = attentionSplits(numHeads * rows, startPos + done + rows);
+      if (splits === 1) {
+        this.recorder.dispatch({
+          kernel: "attention",
+          constants: { PARTIAL: false },
+          params: { ...params, chunk: 0, splits: 1 },
+          resources: [...kv, o.buffer],
+          grid: [numHeads, rows, 1],
+        });
+        continue;
+      }
+      // Few (head, row) pairs and many keys: split the keys over workgroups, then merge.
+      const partials = this.#scratch(rows * numHeads * splits * (headDim + 2) * 4);
+      this.recorder.dispatch({
+        kernel: "attention",
+        constants: { PARTIAL: true },
+        params: { ...params, chunk, splits },
+        resources: [...kv, partials],
+        grid: [numHeads, rows, splits],
+      });
+      this.recorder.dispatch({
+        kernel: "attention_combine",
+        params: { num_heads: numHeads, head_dim: headDim, row_offset: rowOffset + done, splits },
+        resources: [partials, o.buffer],
+        grid: [numHeads, rows, 1],
+      });
+    }
+  }
+
+  /** A scratch buffer of at least `bytes` (grown, never shrunk; reused by later ops). */
+  #scratch(bytes: number): GPUBuffer {
+    if (!this.#scratchBuffer || this.#scratchBuffer.size < bytes) {
+      if (this.#scratchBuffer) this.recorder.release(this.#scratchBuffer);
+      this.#scratchBuffer = this.device.createBuffer({
+        size: Math.max(alignedSize(bytes), 64 * 1024),
+        usage: GPUBufferUsage.STORAGE,
+        label: "attention partials",
+      });
+    }
+    return this.#scratchBuffer;
+  }
+}
