@@ -1,0 +1,196 @@
+/**
+ * Sparse delta: y[m, rows] += scale * x[m, cols] @ S^T for a sparse S (the delta path).
+ *
+ * Layout (SELL-4, built on upload from CSR by src/backends/wasm_sparse.ts): rows are sorted
+ * by non-zero count and taken four at a time into groups. `groupRows` holds the 4 row
+ * indices of each group (u32, 0xffffffff for a missing row); `groupPtr[g]..groupPtr[g+1]`
+ * are the group's slots. A slot holds one non-zero of each of the 4 rows: 4 byte offsets
+ * into an x row (col * 4; u16 when cols <= 16384, else u32) followed by 4 values (bf16 bits,
+ * or f32 for matrices that came as f16), so the kernel reads one sequential stream. Rows
+ * shorter than the group's longest row are padded with (offset 0, value 0).
+ * Staged mode (decode, m <= 2, u16 offsets): the host copies x row 0 to address 0 and row 1
+ * to address 65536 (below the module's memoryBase), so a gathered address is the stored
+ * offset itself, with no add.
+ * Vectorisation: one f32x4 accumulator holds the 4 rows of a group; x is gathered with
+ * `v128.load32_lane` (4 scalar loads into lanes); bf16 values widen with one shift; relaxed
+ * fused multiply-add. No horizontal sums: lane l ends as row l's dot product. Four slots per
+ * iteration (one x row) or two slots of two x rows keep four independent FMA chains (with
+ * two, the FMA latency capped the kernel at about half speed).
+ * Threading: the caller splits groups [gStart, gEnd) between threads, balanced by slot
+ * count; groups own distinct rows, so threads never write the same output.
+ */
+import { loadBf16x4 } from "./simd_math";
+
+const NO_ROW: u32 = 0xffffffff;
+/** Address of staged x row 1 (row 0 is at 0). */
+const STAGE_ROW1: usize = 65536;
+
+/** Four x values gathered at the 4 byte offsets of the slot at `sp`. */
+function gather4<I>(x: usize, sp: usize): v128 {
+  let v = v128.load32_zero(x + <usize> load<I>(sp));
+  v = v128.load32_lane(x + <usize> load<I>(sp, sizeof<I>()), v, 1);
+  v = v128.load32_lane(x + <usize> load<I>(sp, 2 * sizeof<I>()), v, 2);
+  return v128.load32_lane(x + <usize> load<I>(sp, 3 * sizeof<I>()), v, 3);
+}
+
+/** The 4 values of the slot at `sp` as f32x4. */
+function values4<I, V>(sp: usize): v128 {
+  if (sizeof<V>() == 2) return loadBf16x4(sp + 4 * sizeof<I>());
+  return v128.load(sp + 4 * sizeof<I>());
+}
+
+/** y[row_l] += lane l of `acc` for the 4 rows of group `g` (y is one output row). */
+function addLanes(y: usize, groupRows: usize, g: i32, acc: v128): void {
+  const gr = groupRows + (<usize> g << 4);
+  let r = load<u32>(gr);
+  if (r != NO_ROW) {
+    store<f32>(y + (<usize> r << 2), load<f32>(y + (<usize> r << 2)) + f32x4.extract_lane(acc, 0));
+  }
+  r = load<u32>(gr, 4);
+  if (r != NO_ROW) {
+    store<f32>(y + (<usize> r << 2), load<f32>(y + (<usize> r << 2)) + f32x4.extract_lane(acc, 1));
+  }
+  r = load<u32>(gr, 8);
+  if (r != NO_ROW) {
+    store<f32>(y + (<usize> r << 2), load<f32>(y + (<usize> r << 2)) + f32x4.extract_lane(acc, 2));
+  }
+  r = load<u32>(gr, 12);
+  if (r != NO_ROW) {
+    store<f32>(y + (<usize> r << 2), load<f32>(y + (<usize> r << 2)) + f32x4.extract_lane(acc, 3));
+  }
+}
+
+/**
+ * One group, one x row at `x0`: the 4 row dot products. Four slots per iteration into four
+ * accumulators: with fewer, the FMA latency chain (not the gathers) sets the pace.
+ */
+function groupDot1<I, V>(slots: usize, s0: usize, s1: usize, x0: usize): v128 {
+  const slot = <usize> (4 * (sizeof<I>() + sizeof<V>()));
+  let a = f32x4.splat(0);
+  let b = f32x4.splat(0);
+  let c = f32x4.splat(0);
+  let d = f32x4.splat(0);
+  let sp = slots + s0 * slot;
+  const stop = slots + s1 * slot;
+  for (; sp + 4 * slot <= stop; sp += 4 * slot) {
+    a = f32x4.relaxed_madd(values4<I, V>(sp), gather4<I>(x0, sp), a);
+    b = f32x4.relaxed_madd(values4<I, V>(sp + slot), gather4<I>(x0, sp + slot), b);
+    c = f32x4.relaxed_madd(values4<I, V>(sp + 2 * slot), gather4<I>(x0, sp + 2 * slot), c);
+    d = f32x4.relaxed_madd(values4<I, V>(sp + 3 * slot), gather4<I>(x0, sp + 3 * slot), d);
+  }
+  for (; sp < stop; sp += slot) a = f32x4.relaxed_madd(values4<I, V>(sp), gather4<I>(x0, sp), a);
+  return f32x4.add(f32x4.add(a, b), f32x4.add(c, d));
+}
+
+/** One group, two x rows: accumulators a (row 0) and b (row 1), two slots per iteration. */
+function groupDot2<I, V>(
+  slots: usize,
+  s0: usize,
+  s1: usize,
+  x0: usize,
+  x1: usize,
+  y0: usize,
+  y1: usize,
+  groupRows: usize,
+  g: i32,
+  sc: v128,
+): void {
+  const slot = <usize> (4 * (sizeof<I>() + sizeof<V>()));
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), b0 = f32x4.splat(0), b1 = f32x4.splat(0);
+  let sp = slots + s0 * slot;
+  const stop = slots + s1 * slot;
+  for (; sp + 2 * slot <= stop; sp += 2 * slot) {
+    const v = values4<I, V>(sp);
+    a0 = f32x4.relaxed_madd(v, gather4<I>(x0, sp), a0);
+    b0 = f32x4.relaxed_madd(v, gather4<I>(x1, sp), b0);
+    const w = values4<I, V>(sp + slot);
+    a1 = f32x4.relaxed_madd(w, gather4<I>(x0, sp + slot), a1);
+    b1 = f32x4.relaxed_madd(w, gather4<I>(x1, sp + slot), b1);
+  }
+  if (sp < stop) {
+    const v = values4<I, V>(sp);
+    a0 = f32x4.relaxed_madd(v, gather4<I>(x0, sp), a0);
+    b0 = f32x4.relaxed_madd(v, gather4<I>(x1, sp), b0);
+  }
+  addLanes(y0, groupRows, g, f32x4.mul(f32x4.add(a0, a1), sc));
+  addLanes(y1, groupRows, g, f32x4.mul(f32x4.add(b0, b1), sc));
+}
+
+/**
+ * Groups [gStart, gEnd) for x rows at x0 + i * xStride. `X` selects the addressing at
+ * compile time: u8 = staged (x rows at 0 and STAGE_ROW1), anything else = the x pointer.
+ */
+function spmmImpl<I, V, X>(
+  groupRows: usize,
+  groupPtr: usize,
+  slots: usize,
+  x: usize,
+  y: usize,
+  scale: f32,
+  m: i32,
+  rows: i32,
+  cols: i32,
+  gStart: i32,
+  gEnd: i32,
+): void {
+  const staged = sizeof<X>() == 1;
+  const xStride: usize = staged ? STAGE_ROW1 : <usize> cols << 2;
+  const xBase: usize = staged ? 0 : x;
+  const yStride = <usize> rows << 2;
+  const sc = f32x4.splat(scale);
+  for (let g = gStart; g < gEnd; g++) {
+    const s0 = <usize> load<u32>(groupPtr + (<usize> g << 2));
+    const s1 = <usize> load<u32>(groupPtr + (<usize> g << 2), 4);
+    let i = 0;
+    for (; i + 2 <= m; i += 2) {
+      const x0 = xBase + <usize> i * xStride;
+      const y0 = y + <usize> i * yStride;
+      groupDot2<I, V>(slots, s0, s1, x0, x0 + xStride, y0, y0 + yStride, groupRows, g, sc);
+    }
+    if (i < m) {
+      const acc = groupDot1<I, V>(slots, s0, s1, xBase + <usize> i * xStride);
+      addLanes(y + <usize> i * yStride, groupRows, g, f32x4.mul(acc, sc));
+    }
+  }
+}
+
+/**
+ * y[m, rows] += scale * x[m, cols] @ S^T over groups [gStart, gEnd).
+ * y points at the first output row of the window; x at the first input row, or is ignored
+ * when `staged` (m <= 2, rows copied to 0 and 65536). `wideIdx`: u32 offsets (else u16);
+ * `f32Vals`: f32 values (else bf16).
+ */
+export function spmmSell4(
+  groupRows: usize,
+  groupPtr: usize,
+  slots: usize,
+  x: usize,
+  y: usize,
+  scale: f32,
+  m: i32,
+  rows: i32,
+  cols: i32,
+  wideIdx: i32,
+  f32Vals: i32,
+  staged: i32,
+  gStart: i32,
+  gEnd: i32,
+): void {
+  if (wideIdx != 0) {
+    if (f32Vals != 0) {
+      spmmImpl<u32, f32, u32>(groupRows, groupPtr, slots, x, y, scale, m, rows, cols, gStart, gEnd);
+    } else {
+      spmmImpl<u32, u16, u32>(groupRows, groupPtr, slots, x, y, scale, m, rows, cols, gStart, gEnd);
+    }
+  } else if (staged != 0) {
+    if (f32Vals != 0) {
+      spmmImpl<u16, f32, u8>(groupRows, groupPtr, slots, x, y, scale, m, rows, cols, gStart, gEnd);
+    } else {
+      spmmImpl<u16, u16, u8>(groupRows, groupPtr, slots, x, y, scale, m, rows, cols, gStart, gEnd);
+    }
+  } else if (f32Vals != 0) {
+    spmmImpl<u16, f32, u32>(groupRows, groupPtr, slots, x, y, scale, m, rows, cols, gStart, gEnd);
+  } else {
+    spmmImpl<u16, u16, u32>(groupRows, groupPtr, slots, x, y, scale, m, rows, cols, gStart, gEnd);
+  }
+}
