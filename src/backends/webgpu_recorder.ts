@@ -56,7 +56,7 @@ export class CommandRecorder {
   #nextBufferId = 1;
   #staging: GPUBuffer[] = [];
   #uncaptured: string | null = null;
-  #onError = (e: Event) => {
+  #onError = (e: unknown) => {
     this.#uncaptured ??= (e as GPUUncapturedErrorEvent).error?.message ?? "unknown error";
   };
 
