@@ -28,10 +28,10 @@ const USAGE =
   --policy-param K=V       any policy parameter (repeatable)
   --method NAME            method for averaged units: ${[...MERGE_METHODS.keys()].join(", ")}
   --method-param K=V       method parameter, e.g. lambda=0.5, density=0.2, drop_rate=0.5
-  --max-error E            adaptive sparse density: largest relative reconstruction error (default 0.5)
+  --max-error E            adaptive sparse density: largest relative reconstruction error (default 0.3)
   --density D              fixed sparse density instead of the adaptive choice
   --ladder a,b,...         densities tried by the adaptive choice
-  --value-dtype bf16|f16   sparse value type (default bf16)
+  --value-format q4|q8|bf16|f16  sparse values: 4/8-bit with a per-row scale (default q4) or 16-bit
   --conflict-density K     top-k trim of the conflict measure (default 0.2)
   --router-layer L --router-kind mlp|logreg --router-hidden H --router-epochs E
   --temperature T --u-low U --top-m M --min-confidence C   routing defaults stored in the bundle
@@ -84,7 +84,7 @@ export async function optionsFromArgs(
       "max-error": { type: "string" },
       density: { type: "string" },
       ladder: { type: "string" },
-      "value-dtype": { type: "string" },
+      "value-format": { type: "string" },
       "conflict-density": { type: "string" },
       "router-layer": { type: "string" },
       "router-kind": { type: "string" },
@@ -143,7 +143,7 @@ export async function optionsFromArgs(
   else if (v["max-error"]) {
     o.density = { mode: "adaptive", maxError: num(v["max-error"], "max-error")!, ladder: o.ladder };
   } else if (o.density.mode === "adaptive") o.density = { ...o.density, ladder: o.ladder };
-  if (v["value-dtype"]) o.valueDtype = v["value-dtype"] as "bf16";
+  if (v["value-format"]) o.valueFormat = v["value-format"] as "q8";
   if (v["conflict-density"]) o.conflictDensity = num(v["conflict-density"], "conflict-density")!;
   o.router = {
     ...o.router,

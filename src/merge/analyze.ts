@@ -9,7 +9,8 @@ import type { DType } from "../tensor/dtype.ts";
 import { decodeToF32, encodeFromF32 } from "../tensor/dtype.ts";
 import { ConflictAccumulator, type UnitConflict } from "./conflict.ts";
 import { type MergeInputs, readTensorSet } from "./inputs.ts";
-import { type ResidualTensor, type SparseValueDtype, UnitResiduals } from "./sparse.ts";
+import { type ResidualTensor, UnitResiduals } from "./sparse.ts";
+import type { SparseValueFormat } from "./sparse_codec.ts";
 import { groupTensorsByUnit, parseUnit, unitOfTensor } from "./units.ts";
 import { denseExpert, residual, taskVector } from "./vectors.ts";
 
@@ -86,16 +87,18 @@ export function profileUnit(
   expertNames: readonly string[],
   residuals: ResidualTensor[][],
   density: DensityMode,
-  valueDtype: SparseValueDtype,
+  valueFormat: SparseValueFormat,
   ladder: readonly number[],
 ): ExpertProfile[] {
   return residuals.map((tensors, t) => {
-    const r = UnitResiduals.from(unit, tensors, valueDtype);
+    // q8 decodes to bf16; its extra rounding is measured exactly when written.
+    const r = UnitResiduals.from(unit, tensors, valueFormat === "f16" ? "f16" : "bf16");
+    const bytesAt = (d: number) => r.cutBytes(r.cut(d), valueFormat).reduce((a, b) => a + b, 0);
     const curveErr = r.errorCurve(ladder);
     const curve = ladder.map((d, i) => ({
       density: d,
       error: curveErr[i],
-      bytes: r.cutBytes(r.cut(d)).reduce((a, b) => a + b, 0),
+      bytes: bytesAt(d),
     }));
     let pick: { density: number; error: number; met: boolean };
     if (density.mode === "fixed") {
@@ -104,7 +107,7 @@ export function profileUnit(
       const c = r.chooseDensity({ ladder: density.ladder, maxError: density.maxError });
       pick = { density: c.density, error: c.error, met: c.met };
     }
-    const bytes = r.cutBytes(r.cut(pick.density)).reduce((a, b) => a + b, 0);
+    const bytes = bytesAt(pick.density);
     return { expert: expertNames[t], ...pick, bytes, curve };
   });
 }
@@ -115,7 +118,7 @@ export async function analyzeUnits(
   opts: {
     conflictDensity: number;
     density: DensityMode;
-    valueDtype: SparseValueDtype;
+    valueFormat: SparseValueFormat;
     ladder: readonly number[];
     onProgress?: ProgressFn;
   },
@@ -136,7 +139,7 @@ export async function analyzeUnits(
       });
     });
     const profiles = routable
-      ? profileUnit(unit, names, residuals, opts.density, opts.valueDtype, opts.ladder)
+      ? profileUnit(unit, names, residuals, opts.density, opts.valueFormat, opts.ladder)
       : [];
     out.push({ unit, tensors, routable, conflict: acc.result(), profiles });
   }

@@ -19,8 +19,15 @@ import { type DensityMode, type ProgressFn, roundToDtype, unitResiduals } from "
 import { type MergeInputs, readTensorSet } from "./inputs.ts";
 import { getMergeMethod } from "./methods.ts";
 import { rngForTensor } from "./prng.ts";
-import { encodeSparse, readSparseHeader } from "./sparse_codec.ts";
-import { type SparseValueDtype, UnitResiduals } from "./sparse.ts";
+import {
+  decodeSparse,
+  encodeSparse,
+  readSparseHeader,
+  type SparseValueFormat,
+} from "./sparse_codec.ts";
+import { UnitResiduals } from "./sparse.ts";
+import { bf16ToF32, f16ToF32 } from "../tensor/dtype.ts";
+import type { SparseMatrixData } from "../backends/backend.ts";
 import { unitOfTensor } from "./units.ts";
 import { denseExpert, taskVector } from "./vectors.ts";
 
@@ -100,7 +107,7 @@ export async function writeSparseExperts(
   inputs: MergeInputs,
   writer: BundleWriter,
   routedUnits: readonly { unit: string; tensors: string[]; density: number[] }[],
-  valueDtype: SparseValueDtype,
+  valueFormat: SparseValueFormat,
   onProgress?: ProgressFn,
 ): Promise<ExpertEntry[]> {
   const files = await Promise.all(
@@ -120,14 +127,18 @@ export async function writeSparseExperts(
           bytes: inputs.base.hf.checkpoint.info(name).length * (inputs.experts.length + 1),
         }));
       for (let t = 0; t < inputs.experts.length; t++) {
-        const r = UnitResiduals.from(ru.unit, residuals[t], valueDtype);
+        const r = UnitResiduals.from(ru.unit, residuals[t], valueFormat === "f16" ? "f16" : "bf16");
         const cut = r.cut(ru.density[t]);
         const parts: Uint8Array[] = [];
         const tensors: SparseBlockEntry["tensors"] = [];
-        let offset = 0;
+        let offset = 0, total = 0, lost = 0;
         r.tensors.forEach((rt, i) => {
-          const enc = encodeSparse(r.extract(cut, i));
+          const enc = encodeSparse(r.extract(cut, i), undefined, valueFormat);
           const h = readSparseHeader(enc);
+          // Exact reconstruction error of what is stored: decode and compare.
+          const e = storedError(rt.residual, decodeSparse(enc));
+          total += e.total;
+          lost += e.lost;
           tensors.push({
             name: rt.name,
             shape: [rt.rows, rt.cols],
@@ -152,7 +163,7 @@ export async function writeSparseExperts(
           offset: at,
           length: block.byteLength,
           sha256: sha256Hex(block),
-          error: cut.error,
+          error: total > 0 ? Math.sqrt(lost / total) : 0,
           density: ru.density[t],
           tensors,
         });
@@ -169,4 +180,23 @@ export function describeDensity(d: DensityMode): Record<string, unknown> {
   return d.mode === "fixed"
     ? { mode: "fixed", density: d.density }
     : { mode: "adaptive", max_error: d.maxError, ladder: d.ladder };
+}
+
+/** ||r||^2 and ||r - S||^2 of a residual tensor and its stored sparse approximation. */
+export function storedError(
+  residual: Float32Array,
+  s: SparseMatrixData,
+): { total: number; lost: number } {
+  const toF32 = s.valueDtype === "bf16" ? bf16ToF32 : f16ToF32;
+  let total = 0;
+  for (let i = 0; i < residual.length; i++) total += residual[i] * residual[i];
+  let lost = total;
+  for (let r = 0; r < s.rows; r++) {
+    for (let j = s.rowPtr[r]; j < s.rowPtr[r + 1]; j++) {
+      const x = residual[r * s.cols + s.colIdx[j]];
+      const d = x - toF32(s.values[j]);
+      lost += d * d - x * x;
+    }
+  }
+  return { total, lost: Math.max(0, lost) };
 }

@@ -141,7 +141,7 @@ export async function mergeMediator(
     const units = await analyzeUnits(inputs, {
       conflictDensity: o.conflictDensity,
       density: o.density,
-      valueDtype: o.valueDtype,
+      valueFormat: o.valueFormat,
       ladder: o.ladder,
       onProgress,
     });
@@ -168,7 +168,7 @@ export async function mergeMediator(
         tensors: u.tensors,
         density: u.profiles.map((p) => p.density),
       })),
-      o.valueDtype,
+      o.valueFormat,
       onProgress,
     );
     const router = await trainRouter(o, writer, prompts, layer, log);
@@ -193,7 +193,7 @@ export async function mergeMediator(
       method: o.method.name,
       method_params: o.method.params,
       density: describeDensity(o.density),
-      value_dtype: o.valueDtype,
+      value_format: o.valueFormat,
       conflict_density: o.conflictDensity,
       router: { ...o.router, layer },
       seed: o.seed,

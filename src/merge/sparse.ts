@@ -24,7 +24,7 @@
  */
 import type { SparseMatrixData } from "../backends/backend.ts";
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "../tensor/dtype.ts";
-import { smallerEncodedSize, varintBytes } from "./sparse_codec.ts";
+import { smallerEncodedSize, type SparseValueFormat, varintBytes } from "./sparse_codec.ts";
 import { sortedMagnitudes, topKCount } from "./topk.ts";
 
 /** Default density ladder of the adaptive choice. */
@@ -291,9 +291,10 @@ export class UnitResiduals {
 
   /**
    * Exact encoded bytes of every tensor of a cut (smaller layout each),
-   * counted in one pass without building the sparse tensors.
+   * counted in one pass without building the sparse tensors. `format` is the
+   * stored value format (default: the cut's 16-bit type).
    */
-  cutBytes(cut: UnitCut): number[] {
+  cutBytes(cut: UnitCut, format: SparseValueFormat = cut.valueDtype): number[] {
     return cut.tensors.map((tc, index) => {
       const { rows, cols, residual } = this.#checkCut(cut, index);
       const threshold = cut.threshold;
@@ -312,7 +313,7 @@ export class UnitResiduals {
         }
         indexBytes += varintBytes(count);
       }
-      return smallerEncodedSize(rows, cols, tc.nnz, indexBytes);
+      return smallerEncodedSize(rows, cols, tc.nnz, indexBytes, format);
     });
   }
 
