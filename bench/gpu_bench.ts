@@ -44,12 +44,13 @@ async function copyBandwidth(): Promise<number> {
 }
 
 const tokens = arg("tokens", 64), prompt = arg("prompt", 16);
+const config = { ...QWEN25_05B, numLayers: arg("layers", QWEN25_05B.numLayers) };
 const copyGbps = await copyBandwidth();
 const backend = await createWebGpuBackend({ allowFallback: true });
-const model = buildModel(backend, QWEN25_05B);
+const model = buildModel(backend, config);
 const runs = [];
 for (const batch of [1, 8]) runs.push(await measureDecode(model, { batch, prompt, tokens }));
-const half = Array.from({ length: QWEN25_05B.numLayers / 2 }, (_, i) => i * 2);
+const half = Array.from({ length: Math.ceil(config.numLayers / 2) }, (_, i) => i * 2);
 for (const batch of [1, 8]) {
   runs.push(
     await measureDecode(model, {
@@ -66,4 +67,12 @@ freeModel(model);
 const device = backend.info.device;
 backend.dispose();
 const boundTps = copyGbps * 1e9 / runs[0].bytesPerStep;
-console.log(JSON.stringify({ device, copyGbps, boundTokensPerSecond: boundTps, runs }));
+console.log(
+  JSON.stringify({
+    device,
+    layers: config.numLayers,
+    copyGbps,
+    boundTokensPerSecond: boundTps,
+    runs,
+  }),
+);

@@ -121,7 +121,9 @@ export function randomSparse(
   const stride = cols / Math.max(1, perRow);
   for (let i = 0; i < rows; i++) {
     for (let j = 0; j < perRow; j++) {
-      const c = Math.min(cols - 1, Math.floor(j * stride + r() * stride));
+      // One column in each of perRow disjoint slots: strictly ascending.
+      const lo = Math.floor(j * stride), hi = Math.max(lo + 1, Math.floor((j + 1) * stride));
+      const c = Math.min(cols - 1, lo + Math.floor(r() * (hi - lo)));
       colIdx[i * perRow + j] = c;
       values[i * perRow + j] = f32ToBf16((r() * 2 - 1) * 0.01);
     }
