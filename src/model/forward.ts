@@ -148,15 +148,21 @@ export class Transformer {
     rows: number,
     entries: readonly BatchEntry[],
     offsets: readonly number[],
+    order: readonly number[],
   ): void {
     const bias = proj === "q" || proj === "k" || proj === "v" ? layer.bias[proj] : undefined;
     this.backend.matmul(out, x, layer.linear[proj], rows, bias);
-    for (let e = 0; e < entries.length; e++) {
-      const deltas = entries[e].deltas?.get(layerIndex, proj);
-      if (!deltas) continue;
-      for (const d of deltas) {
-        this.backend.sparseMatmulAdd(out, x, d.sparse, d.scale, offsets[e], entries[e].ids.length);
+    // Consecutive entries with the same route share one sparse pass over their rows.
+    for (let e = 0; e < entries.length;) {
+      const route = entries[e].deltas;
+      let end = e + 1, m = entries[e].ids.length;
+      while (end < entries.length && route && entries[end].deltas === route) {
+        m += entries[end++].ids.length;
       }
+      for (const d of route?.get(layerIndex, proj) ?? []) {
+        this.backend.sparseMatmulAdd(out, x, d.sparse, d.scale, offsets[e], m);
+      }
+      e = end;
     }
   }
 
@@ -170,9 +176,19 @@ export class Transformer {
     opts: StepOptions = {},
   ): Promise<(Float32Array | null)[]> {
     const c = this.config, b = this.backend, W = opts.weights ?? this.weights;
-    const offsets: number[] = [];
-    let rows = 0;
+    // Rows are laid out grouped by route, so entries sharing a route are adjacent
+    // and share one sparse pass per projection (see #linear).
+    const routeGroup = new Map<RouteDeltas | undefined, number>();
     for (const e of entries) {
+      if (!routeGroup.has(e.deltas)) routeGroup.set(e.deltas, routeGroup.size);
+    }
+    const order = entries.map((_, i) => i).sort((a, b) =>
+      routeGroup.get(entries[a].deltas)! - routeGroup.get(entries[b].deltas)! || a - b
+    );
+    const offsets: number[] = new Array(entries.length);
+    let rows = 0;
+    for (const i of order) {
+      const e = entries[i];
       if (e.ids.length === 0) throw new RangeError("Cannot run a step: an entry has no tokens");
       if (e.startPos + e.ids.length > e.cache.maxSeq) {
         throw new RangeError(
@@ -181,7 +197,7 @@ export class Transformer {
           } tokens exceed the sequence's cache of ${e.cache.maxSeq}`,
         );
       }
-      offsets.push(rows);
+      offsets[i] = rows;
       rows += e.ids.length;
     }
     const wanted = entries.map((e) => e.wantLogits !== false);
@@ -201,9 +217,9 @@ export class Transformer {
       const L = W.layers[l];
       // Attention block.
       b.rmsNorm(ws.h, ws.x, L.inputNorm, rows, c.rmsNormEps);
-      this.#linear(ws.q, ws.h, L, l, "q", rows, entries, offsets);
-      this.#linear(ws.k, ws.h, L, l, "k", rows, entries, offsets);
-      this.#linear(ws.v, ws.h, L, l, "v", rows, entries, offsets);
+      this.#linear(ws.q, ws.h, L, l, "q", rows, entries, offsets, order);
+      this.#linear(ws.k, ws.h, L, l, "k", rows, entries, offsets, order);
+      this.#linear(ws.v, ws.h, L, l, "v", rows, entries, offsets, order);
       b.rope(ws.q, rows, c.numHeads, c.headDim, positions, c.ropeTheta);
       b.rope(ws.k, rows, c.numKvHeads, c.headDim, positions, c.ropeTheta);
       entries.forEach((e, i) => {
@@ -220,14 +236,14 @@ export class Transformer {
           startPos: e.startPos,
         });
       });
-      this.#linear(ws.proj, ws.attn, L, l, "o", rows, entries, offsets);
+      this.#linear(ws.proj, ws.attn, L, l, "o", rows, entries, offsets, order);
       b.add(ws.x, ws.x, ws.proj, rows * H);
       // MLP block.
       b.rmsNorm(ws.h, ws.x, L.postNorm, rows, c.rmsNormEps);
-      this.#linear(ws.gate, ws.h, L, l, "gate", rows, entries, offsets);
-      this.#linear(ws.up, ws.h, L, l, "up", rows, entries, offsets);
+      this.#linear(ws.gate, ws.h, L, l, "gate", rows, entries, offsets, order);
+      this.#linear(ws.up, ws.h, L, l, "up", rows, entries, offsets, order);
       b.siluMul(ws.gate, ws.gate, ws.up, rows * c.intermediateSize);
-      this.#linear(ws.proj, ws.gate, L, l, "down", rows, entries, offsets);
+      this.#linear(ws.proj, ws.gate, L, l, "down", rows, entries, offsets, order);
       b.add(ws.x, ws.x, ws.proj, rows * H);
     }
 
