@@ -4,12 +4,14 @@
  * from S3 or HTTP) and is reused by every later one.
  *
  *   MEDIATOR_BUNDLE or MEDIATOR_MODEL   location: s3://bucket/prefix, https://..., or a folder
+ *                                       (a Mediator bundle is routed per request; a model is not)
  *   MEDIATOR_BACKEND                    auto | wasm | webgpu | reference (default auto)
  *   MEDIATOR_THREADS                    WASM threads (1 where Workers are unavailable)
  *   MEDIATOR_API_KEY                    require this bearer key on /v1/*
  *   MEDIATOR_NAME                       model name clients send
  *   MEDIATOR_MAX_BATCH, MEDIATOR_MAX_QUEUE, MEDIATOR_CONTEXT_LENGTH, MEDIATOR_MAX_TOKENS,
- *   MEDIATOR_CACHE_BYTES, MEDIATOR_APPLY, MEDIATOR_BODY_LIMIT
+ *   MEDIATOR_CACHE_BYTES, MEDIATOR_APPLY, MEDIATOR_ON_EXPERT_ERROR (bundle: error | dense),
+ *   MEDIATOR_BODY_LIMIT
  *   AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   for s3:// locations
  */
 import type { BackendName } from "./backends/select.ts";
@@ -18,6 +20,7 @@ import { ApiError } from "./server/errors.ts";
 import {
   type ApplyMode,
   type EngineSpec,
+  type ExpertErrorMode,
   type OpenedEngine,
   openEngine,
 } from "./server/open_engine.ts";
@@ -44,6 +47,7 @@ export function specFromEnv(env: EnvReader): EngineSpec {
     threads: intEnv(env, "MEDIATOR_THREADS"),
     cacheBytes: intEnv(env, "MEDIATOR_CACHE_BYTES"),
     apply: (env("MEDIATOR_APPLY") || undefined) as ApplyMode | undefined,
+    onExpertError: (env("MEDIATOR_ON_EXPERT_ERROR") || undefined) as ExpertErrorMode | undefined,
     maxBatch: intEnv(env, "MEDIATOR_MAX_BATCH"),
     maxQueue: intEnv(env, "MEDIATOR_MAX_QUEUE"),
     contextLength: intEnv(env, "MEDIATOR_CONTEXT_LENGTH"),

@@ -87,8 +87,8 @@ test("serve: starts on a free port, answers, and stops cleanly on SIGTERM", asyn
   }
 });
 
-test("serve: refuses missing or conflicting sources with a usage message", async () => {
-  for (const args of [[], ["--model", "a", "--bundle", "b"], ["--bundle", "b"]]) {
+test("serve: refuses conflicting or missing sources with a usage message", async () => {
+  for (const args of [["--model", "a", "--bundle", "b"], ["--bundle", "b"]]) {
     const out = await serveCommand(args).output();
     const stderr = new TextDecoder().decode(out.stderr);
     assert.equal(out.code, 2, stderr);

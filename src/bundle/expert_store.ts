@@ -6,7 +6,7 @@
  * a running request are pinned so eviction never frees them underneath it.
  */
 import type { Backend, SparseWeight } from "../backends/backend.ts";
-import { BundleFormatError } from "../errors.ts";
+import { BundleFormatError, StorageError } from "../errors.ts";
 import { decodeSparse } from "../merge/sparse_codec.ts";
 import type { Projection } from "../model/weights.ts";
 import type { ByteStorage } from "../storage/storage.ts";
@@ -44,12 +44,26 @@ export interface FetchStats {
   failures: number;
 }
 
+/** One finished block fetch, reported to `ExpertStore.onFetch`. */
+export interface ExpertFetch {
+  expert: string;
+  unit: string;
+  /** Bytes of the block (asked for, whether they arrived or not). */
+  bytes: number;
+  /** Milliseconds from asking to holding verified bytes (or to the failure). */
+  ms: number;
+  /** Whether verified bytes arrived. */
+  ok: boolean;
+}
+
 /** Lazily loads and caches sparse expert blocks. */
 export class ExpertStore {
   readonly #blocks = new Map<string, { file: string; block: SparseBlockEntry }>();
   readonly #lru: ByteLru<UnitSparse>;
   /** Fetch counters. */
   readonly fetchStats: FetchStats = { fetches: 0, bytes: 0, latencyMs: [], failures: 0 };
+  /** Called after every block fetch, successful or not (metrics histograms). */
+  onFetch?: (fetch: ExpertFetch) => void;
 
   /**
    * @param storage where the bundle lives
@@ -112,9 +126,23 @@ export class ExpertStore {
       );
     } catch (e) {
       this.fetchStats.failures++;
-      throw e;
+      this.onFetch?.({
+        expert,
+        unit: block.unit,
+        bytes: block.length,
+        ms: performance.now() - t0,
+        ok: false,
+      });
+      if (!(e instanceof StorageError)) throw e;
+      // Storage messages name the file and range; say which expert and unit they belong to.
+      throw new StorageError(
+        `Cannot load expert '${expert}' unit ${block.unit}: ${lowerFirst(e.message)}`,
+        e.status,
+        { cause: e },
+      );
     }
     const ms = performance.now() - t0;
+    this.onFetch?.({ expert, unit: block.unit, bytes: bytes.byteLength, ms, ok: true });
     this.fetchStats.fetches++;
     this.fetchStats.bytes += bytes.byteLength;
     this.fetchStats.latencyMs.push(ms);
@@ -147,6 +175,10 @@ export class ExpertStore {
   dispose(): void {
     this.#lru.clear();
   }
+}
+
+function lowerFirst(s: string): string {
+  return s.charAt(0).toLowerCase() + s.slice(1);
 }
 
 function key(expert: string, unit: string): string {

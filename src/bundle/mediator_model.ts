@@ -32,8 +32,13 @@ import { ByteLru } from "./lru.ts";
 import { type BundleManifest, routedUnits } from "./manifest.ts";
 import { readManifest, readVerified } from "./reader.ts";
 
-/** How routed layers are applied. */
-export type ApplyMode = "delta" | "materialize";
+/**
+ * How routed layers are applied: `delta` (sparse kernels, no weight copies),
+ * `materialize` (W = D + sum w S, cached per route), or `auto` (default):
+ * single-expert routes - few and recurring - are materialized while one such
+ * weight set fits in a quarter of the cache, mixtures run the delta path.
+ */
+export type ApplyMode = "delta" | "materialize" | "auto";
 
 /** The route of one request, as reported to clients. */
 export interface RouteDecision {
@@ -67,6 +72,12 @@ export interface MediatorOptions {
   onExpertError?: "error" | "dense";
   /** Overrides of the bundle's selection defaults. */
   selection?: Partial<SelectionOptions>;
+}
+
+/** Options of `MediatorModel.prepare`. */
+export interface PrepareOptions {
+  /** Runs backend work where no forward step runs (a scheduler's `exclusive`). */
+  exclusive?: <T>(fn: () => Promise<T>) => Promise<T>;
 }
 
 /** Checkpoint reads verified against the manifest's per-tensor sha256. */
@@ -178,7 +189,7 @@ export class MediatorModel {
     );
     const options = {
       cacheBytes: opts.cacheBytes ?? 256 << 20,
-      apply: opts.apply ?? "delta",
+      apply: opts.apply ?? "auto",
       onExpertError: opts.onExpertError ?? "error",
       selection: opts.selection ?? {},
     };
@@ -229,8 +240,12 @@ export class MediatorModel {
     };
   }
 
-  /** Fetch the route's experts and build its deltas or materialized weights. */
-  async prepare(decision: RouteDecision): Promise<PreparedRoute> {
+  /**
+   * Fetch the route's experts and build its deltas or materialized weights.
+   * `opts.exclusive` runs the weight building (backend work outside a step)
+   * where no forward step is running; fetches never wait for it.
+   */
+  async prepare(decision: RouteDecision, opts: PrepareOptions = {}): Promise<PreparedRoute> {
     if (decision.experts.length === 0 || this.#routed.length === 0) {
       return { decision, release: () => {} };
     }
@@ -257,26 +272,68 @@ export class MediatorModel {
       weight: decision.weights[decision.experts.indexOf(wanted[i].e)],
       unit: (s as PromiseFulfilledResult<UnitSparse>).value,
     }));
-    if (this.options.apply === "delta") {
-      const deltas = new Deltas();
-      for (const p of parts) {
-        for (const t of p.unit.tensors) {
-          deltas.add(p.unit.layer, t.proj, { sparse: t.sparse, scale: p.weight });
-        }
-      }
-      return { decision, deltas, release: releaseAll };
+    const key = decision.experts.map((e, i) => `${e}:${decision.weights[i].toFixed(4)}`).join(",");
+    if (!this.#materializes(decision)) {
+      return { decision, deltas: this.#deltasFor(key, parts), release: releaseAll };
     }
     // materialize: one weight set per distinct route, cached and pinned while used.
-    const key = decision.experts.map((e, i) => `${e}:${decision.weights[i].toFixed(4)}`).join(",");
     try {
+      const exclusive = opts.exclusive ?? ((fn) => fn());
       const weights = await this.#materialized.acquire(
         key,
-        () => Promise.resolve(this.#materialize(parts)),
+        () => exclusive(() => Promise.resolve(this.#materialize(parts))),
       );
       return { decision, weights, release: () => this.#materialized.release(key) };
     } finally {
       releaseAll();
     }
+  }
+
+  /** Whether a route runs on materialized weights (see ApplyMode). */
+  #materializes(decision: RouteDecision): boolean {
+    const mode = this.options.apply;
+    if (mode !== "auto") return mode === "materialize";
+    return decision.experts.length === 1 &&
+      this.#routedWeightBytes() * 4 <= this.options.cacheBytes;
+  }
+
+  #routedWeightBytesCache?: number;
+  /** Bytes of the dense projections of the routed layers (one materialized route). */
+  #routedWeightBytes(): number {
+    if (this.#routedWeightBytesCache === undefined) {
+      const layers = new Set(this.#routed.map((u) => Number(u.split(".")[1])));
+      let n = 0;
+      for (const l of layers) {
+        for (const w of Object.values(this.model.weights.layers[l].linear)) {
+          n += w.rows * w.cols * (w.dtype === "f32" ? 4 : 2);
+        }
+      }
+      this.#routedWeightBytesCache = n;
+    }
+    return this.#routedWeightBytesCache;
+  }
+
+  readonly #deltaCache = new Map<string, { units: UnitSparse[]; deltas: Deltas }>();
+  /**
+   * The route's deltas; requests with the same route get the same object, so
+   * the forward pass runs one sparse pass over all their rows.
+   */
+  #deltasFor(key: string, parts: { weight: number; unit: UnitSparse }[]): Deltas {
+    const hit = this.#deltaCache.get(key);
+    if (
+      hit && hit.units.length === parts.length && hit.units.every((u, i) => u === parts[i].unit)
+    ) {
+      return hit.deltas;
+    }
+    const deltas = new Deltas();
+    for (const p of parts) {
+      for (const t of p.unit.tensors) {
+        deltas.add(p.unit.layer, t.proj, { sparse: t.sparse, scale: p.weight });
+      }
+    }
+    if (this.#deltaCache.size >= 64) this.#deltaCache.delete(this.#deltaCache.keys().next().value!);
+    this.#deltaCache.set(key, { units: parts.map((p) => p.unit), deltas });
+    return deltas;
   }
 
   #materialize(

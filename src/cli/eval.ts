@@ -10,7 +10,7 @@ import { runCli } from "./run.ts";
 
 const USAGE = `Usage: deno task eval --model DIR|URL --eval NAME=FILE.jsonl ... [options]
   --route auto|oracle|NAME   bundles: router (default), each task to its own expert, or one expert
-  --apply delta|materialize  how routed layers are applied (default delta)
+  --apply auto|delta|materialize  how routed layers are applied (default auto)
   --max-tokens N             greedy tokens per answer (default 16)
   --limit N                  first N examples per task
   --backend NAME             auto | reference | wasm | webgpu
@@ -24,7 +24,7 @@ if (import.meta.main) {
         model: { type: "string" },
         eval: { type: "string", multiple: true },
         route: { type: "string", default: "auto" },
-        apply: { type: "string", default: "delta" },
+        apply: { type: "string", default: "auto" },
         "max-tokens": { type: "string", default: "16" },
         limit: { type: "string" },
         backend: { type: "string", default: "auto" },
@@ -37,9 +37,9 @@ if (import.meta.main) {
     if (!v.eval?.length) {
       throw new TypeError("Cannot evaluate: give at least one --eval NAME=FILE.jsonl");
     }
-    if (v.apply !== "delta" && v.apply !== "materialize") {
+    if (v.apply !== "auto" && v.apply !== "delta" && v.apply !== "materialize") {
       throw new TypeError(
-        `Cannot evaluate: --apply must be delta or materialize, got '${v.apply}'`,
+        `Cannot evaluate: --apply must be auto, delta or materialize, got '${v.apply}'`,
       );
     }
     const limit = v.limit ? Number(v.limit) : Infinity;

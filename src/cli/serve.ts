@@ -1,31 +1,43 @@
 /**
- * `deno task serve (--bundle DIR|URL | --model DIR|URL) [options]`: the
- * OpenAI-compatible server. Logs one line at start (URL, backend, model) and
+ * `deno task serve [--bundle DIR|URL | --model DIR|URL] [options]`: the
+ * OpenAI-compatible server. With neither source it serves the demo bundle
+ * committed at bundles/demo. Logs one line at start (URL, backend, model) and
  * shuts down gracefully on SIGINT/SIGTERM: stop accepting, let running
  * requests finish for a grace period, then cancel the rest.
  */
 import { parseArgs } from "node:util";
 import type { BackendName } from "../backends/select.ts";
 import { createApp, DEFAULT_BODY_LIMIT } from "../server/app.ts";
-import { type ApplyMode, type EngineSpec, openEngine } from "../server/open_engine.ts";
+import {
+  type ApplyMode,
+  type EngineSpec,
+  type ExpertErrorMode,
+  openEngine,
+} from "../server/open_engine.ts";
 import { runCli } from "./run.ts";
 
-const USAGE = `Usage: deno task serve (--bundle DIR|URL | --model DIR|URL) [options]
-  --bundle DIR|URL       Mediator bundle (local folder, https://, s3://)
+/** The demo bundle served when neither --bundle nor --model is given. */
+export const DEFAULT_BUNDLE = decodeURIComponent(
+  new URL("../../bundles/demo", import.meta.url).pathname,
+);
+
+const USAGE = `Usage: deno task serve [--bundle DIR|URL | --model DIR|URL] [options]
+  --bundle DIR|URL       Mediator bundle (local folder, https://, s3://; default bundles/demo)
   --model DIR|URL        plain Hugging Face checkpoint, served without routing
   --port N               port (default 8000; 0 picks a free one)
   --host NAME            interface (default 127.0.0.1; 0.0.0.0 for all)
   --backend NAME         auto | wasm | webgpu | reference (default auto)
   --threads N            WASM backend threads (default: all cores)
   --cache-bytes N        expert cache budget in bytes (bundle)
-  --apply MODE           delta | materialize (bundle; default delta)
+  --apply MODE           auto | delta | materialize (bundle; default auto)
+  --on-expert-error M    error | dense: fail the request, or serve the dense expert (bundle)
   --api-key KEY          require 'Authorization: Bearer KEY' on /v1/* (or MEDIATOR_API_KEY)
   --max-batch N          most concurrent sequences (default 8)
   --max-queue N          most waiting requests before 429 (default 64)
   --context-length N     cap the context length (default: the model's)
   --max-tokens N         largest max_tokens per request (default: the context length)
   --body-limit N         largest request body in bytes (default ${DEFAULT_BODY_LIMIT})
-  --name NAME            model name clients send (default: the folder name)
+  --name NAME            model name clients send (default: the bundle or folder name)
   --grace-seconds N      on shutdown, wait this long for running requests (default 10)`;
 
 function intOption(name: string, v: string | undefined): number | undefined {
@@ -35,6 +47,14 @@ function intOption(name: string, v: string | undefined): number | undefined {
     throw new TypeError(`Cannot serve: --${name} must be an integer, got '${v}'`);
   }
   return n;
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
 }
 
 /** Parsed command line of `serve`. */
@@ -60,6 +80,7 @@ export function parseServeArgs(args: string[]): ServeArgs | null {
       threads: { type: "string" },
       "cache-bytes": { type: "string" },
       apply: { type: "string" },
+      "on-expert-error": { type: "string" },
       "api-key": { type: "string" },
       "max-batch": { type: "string" },
       "max-queue": { type: "string" },
@@ -80,14 +101,24 @@ export function parseServeArgs(args: string[]): ServeArgs | null {
   if (bodyLimit < 1) {
     throw new TypeError(`Cannot serve: --body-limit must be positive, got ${bodyLimit}`);
   }
+  let bundle = values.bundle;
+  if (bundle === undefined && values.model === undefined) {
+    if (!isDirectory(DEFAULT_BUNDLE)) {
+      throw new TypeError(
+        `Cannot serve: --bundle DIR|URL or --model DIR|URL is required (the default bundle ${DEFAULT_BUNDLE} is missing)`,
+      );
+    }
+    bundle = DEFAULT_BUNDLE;
+  }
   return {
     spec: {
-      bundle: values.bundle,
+      bundle,
       model: values.model,
       backend: values.backend as BackendName,
       threads: intOption("threads", values.threads),
       cacheBytes: intOption("cache-bytes", values["cache-bytes"]),
       apply: values.apply as ApplyMode | undefined,
+      onExpertError: values["on-expert-error"] as ExpertErrorMode | undefined,
       maxBatch: intOption("max-batch", values["max-batch"]),
       maxQueue: intOption("max-queue", values["max-queue"]),
       contextLength: intOption("context-length", values["context-length"]),

@@ -6,7 +6,7 @@
  * `oracle` (each task to its own expert) or a fixed expert name.
  */
 import type { Backend } from "../backends/backend.ts";
-import { MediatorModel, type RouteDecision } from "../bundle/mediator_model.ts";
+import { type ApplyMode, MediatorModel, type RouteDecision } from "../bundle/mediator_model.ts";
 import { DataFormatError } from "../errors.ts";
 import type { Transformer } from "../model/forward.ts";
 import { generate } from "../model/generate.ts";
@@ -98,7 +98,7 @@ export async function openAnswerer(
   storage: ByteStorage,
   backend: Backend,
   route: EvalRoute = "auto",
-  apply: "delta" | "materialize" = "delta",
+  apply: ApplyMode = "auto",
 ): Promise<Answerer> {
   if (await storage.exists("manifest.json")) {
     const m = await MediatorModel.open(storage, backend, { apply });

@@ -1,18 +1,22 @@
 /**
  * From serving options to a running engine: picks the backend, opens the
- * storage (local folder, http(s)://, s3://) and loads a plain checkpoint
- * (`model`) into a dense engine. A Mediator bundle (`bundle`) is opened here
- * by the bundle engine once it exists; until then it is refused clearly.
- * Shared by the `serve` command and the Deno Deploy entry.
+ * storage (local folder, http(s)://, s3://) and loads either a Mediator bundle
+ * (`bundle`: router + lazily fetched experts, the bundle engine) or a plain
+ * checkpoint (`model`: the dense engine). Shared by the `serve` command and
+ * the Deno Deploy entry.
  */
 import type { Backend } from "../backends/backend.ts";
+import type { ApplyMode } from "../bundle/mediator_model.ts";
 import { BACKEND_NAMES, type BackendName, selectBackend } from "../backends/select.ts";
-import { openStorage } from "../storage/open.ts";
+import { openStorage, type OpenStorageOptions } from "../storage/open.ts";
 import { DenseEngine } from "./dense_engine.ts";
 import type { Engine } from "./engine.ts";
+import { MediatorEngine } from "./mediator_engine.ts";
 
-/** How weights are combined with a route's sparse experts. */
-export type ApplyMode = "delta" | "materialize";
+export type { ApplyMode };
+
+/** What a bundle engine does when an expert cannot be loaded. */
+export type ExpertErrorMode = "error" | "dense";
 
 /** What to serve and how. */
 export interface EngineSpec {
@@ -26,8 +30,12 @@ export interface EngineSpec {
   threads?: number;
   /** Byte budget of the expert cache (bundle engine). */
   cacheBytes?: number;
-  /** Route application path (bundle engine; default "delta"). */
+  /** Route application path (bundle engine; default "auto"). */
   apply?: ApplyMode;
+  /** When an expert cannot be loaded: fail the request (default) or serve the dense expert. */
+  onExpertError?: ExpertErrorMode;
+  /** Timeouts, retries and credentials of remote storage (default: env settings). */
+  storage?: OpenStorageOptions;
   /** Most concurrent sequences (default 8). */
   maxBatch?: number;
   /** Most waiting requests before 429 (default 64). */
@@ -62,12 +70,25 @@ export function checkEngineSpec(spec: EngineSpec): void {
       `Cannot serve: --backend must be one of ${BACKEND_NAMES.join(", ")}, got '${spec.backend}'`,
     );
   }
-  if (spec.apply !== undefined && spec.apply !== "delta" && spec.apply !== "materialize") {
-    throw new TypeError(`Cannot serve: --apply must be delta or materialize, got '${spec.apply}'`);
-  }
-  if (spec.model && (spec.cacheBytes !== undefined || spec.apply !== undefined)) {
+  if (spec.apply !== undefined && !["auto", "delta", "materialize"].includes(spec.apply)) {
     throw new TypeError(
-      "Cannot serve: --cache-bytes and --apply concern the experts of a --bundle; drop them with --model",
+      `Cannot serve: --apply must be auto, delta or materialize, got '${spec.apply}'`,
+    );
+  }
+  if (
+    spec.onExpertError !== undefined && spec.onExpertError !== "error" &&
+    spec.onExpertError !== "dense"
+  ) {
+    throw new TypeError(
+      `Cannot serve: --on-expert-error must be error or dense, got '${spec.onExpertError}'`,
+    );
+  }
+  if (
+    spec.model &&
+    (spec.cacheBytes !== undefined || spec.apply !== undefined || spec.onExpertError !== undefined)
+  ) {
+    throw new TypeError(
+      "Cannot serve: --cache-bytes, --apply and --on-expert-error concern the experts of a --bundle; drop them with --model",
     );
   }
   const positive = (name: string, v: number | undefined) => {
@@ -83,33 +104,53 @@ export function checkEngineSpec(spec: EngineSpec): void {
   positive("max-tokens", spec.maxTokensLimit);
 }
 
+/**
+ * Refuse a local bundle location that is not a folder before any backend is
+ * created (remote locations are checked when the manifest is read).
+ */
+async function checkLocalBundle(location: string): Promise<void> {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location) && !/^file:\/\//i.test(location)) return;
+  const path = /^file:\/\//i.test(location)
+    ? decodeURIComponent(new URL(location).pathname)
+    : location;
+  const isDir = await Deno.stat(path).then((s) => s.isDirectory, () => false);
+  if (!isDir) {
+    throw new TypeError(
+      `Cannot serve: --bundle '${location}' is not a folder; give a bundle folder built by 'deno task merge', an https:// or an s3:// location`,
+    );
+  }
+}
+
 /** Open the engine a spec describes. */
 export async function openEngine(spec: EngineSpec): Promise<OpenedEngine> {
   checkEngineSpec(spec);
-  if (spec.bundle) {
-    // The Mediator bundle engine (routing + lazily fetched sparse experts) plugs in here.
-    throw new TypeError(
-      "Cannot serve: --bundle needs the Mediator bundle engine, which this build does not have yet; " +
-        "serve a plain checkpoint with --model DIR|URL",
-    );
-  }
-  const location = spec.model!;
+  if (spec.bundle) await checkLocalBundle(spec.bundle);
+  const location = (spec.bundle ?? spec.model)!;
   const { backend, choice } = await selectBackend(spec.backend ?? "auto", {
     threads: spec.threads,
   });
   try {
-    const engine = await DenseEngine.open(openStorage(location), backend, {
+    const storage = openStorage(location, spec.storage);
+    const limits = {
       backendChoice: choice,
       name: spec.name,
       maxBatch: spec.maxBatch,
       maxQueue: spec.maxQueue,
       contextLength: spec.contextLength,
       maxTokensLimit: spec.maxTokensLimit,
-    });
+    };
+    const engine = spec.bundle
+      ? await MediatorEngine.open(storage, backend, {
+        ...limits,
+        cacheBytes: spec.cacheBytes,
+        apply: spec.apply,
+        onExpertError: spec.onExpertError,
+      })
+      : await DenseEngine.open(storage, backend, limits);
     return {
       engine,
       backend,
-      source: `model ${location}`,
+      source: `${spec.bundle ? "bundle" : "model"} ${location}`,
       close: async () => {
         await engine.close();
         backend.dispose();
