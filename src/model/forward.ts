@@ -152,17 +152,16 @@ export class Transformer {
   ): void {
     const bias = proj === "q" || proj === "k" || proj === "v" ? layer.bias[proj] : undefined;
     this.backend.matmul(out, x, layer.linear[proj], rows, bias);
-    // Consecutive entries with the same route share one sparse pass over their rows.
-    for (let e = 0; e < entries.length;) {
-      const route = entries[e].deltas;
-      let end = e + 1, m = entries[e].ids.length;
-      while (end < entries.length && route && entries[end].deltas === route) {
-        m += entries[end++].ids.length;
+    // Entries are laid out grouped by route (`order`): each group shares one sparse pass.
+    for (let k = 0; k < order.length;) {
+      const first = order[k], route = entries[first].deltas;
+      let m = 0;
+      while (k < order.length && entries[order[k]].deltas === route) {
+        m += entries[order[k++]].ids.length;
       }
       for (const d of route?.get(layerIndex, proj) ?? []) {
-        this.backend.sparseMatmulAdd(out, x, d.sparse, d.scale, offsets[e], m);
+        this.backend.sparseMatmulAdd(out, x, d.sparse, d.scale, offsets[first], m);
       }
-      e = end;
     }
   }
 
