@@ -8,6 +8,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+export NO_COLOR=1
+# Mesa's Vulkan driver warns on every adapter request without a runtime dir.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 bash scripts/install_vulkan.sh >&2
 set -a
 eval "$(bash scripts/s3_server.sh start)"
