@@ -2,200 +2,131 @@ import assert from "node:assert/strict";
 import type { SparseMatrixData } from "../src/backends/backend.ts";
 import { BundleFormatError } from "../src/errors.ts";
 import { createRng } from "../src/merge/prng.ts";
-import {
-  checkLadder,
-  DEFAULT_DENSITY_LADDER,
-  relativeError,
-  type ResidualTensor,
-  UnitResiduals,
-} from "../src/merge/sparse.ts";
+import { checkLadder, MagnitudeProfile } from "../src/merge/magnitude_profile.ts";
+import { DEFAULT_DENSITY_LADDER, sparsifyTensor, storedError } from "../src/merge/sparse.ts";
 import {
   decodeSparse,
   encodeSparse,
   readSparseHeader,
   sparseEncodedSizes,
 } from "../src/merge/sparse_codec.ts";
-import { denseExpert, residual, taskVector } from "../src/merge/vectors.ts";
-import { f32ToBf16 } from "../src/tensor/dtype.ts";
+import { denseExpert } from "../src/merge/vectors.ts";
+import { bf16ToF32, f32ToBf16 } from "../src/tensor/dtype.ts";
 
-function randomTensor(name: string, rows: number, cols: number, seed: number): ResidualTensor {
+/** Heavy-tailed values (like weight deltas) with some exact zeros and ties. */
+function randomResidual(n: number, seed: number): Float32Array {
   const rng = createRng(seed);
-  // Heavy-tailed values (like weight deltas) with some exact zeros and ties.
-  const r = Float32Array.from({ length: rows * cols }, () => {
+  return Float32Array.from({ length: n }, () => {
     const u = rng.next();
     if (u < 0.05) return 0;
     if (u < 0.1) return 0.25;
     return (rng.next() - 0.5) * Math.exp(4 * rng.next());
   });
-  return { name, rows, cols, residual: r };
 }
 
-const unitTensors = () => [
-  randomTensor("q", 16, 24, 1),
-  randomTensor("norm", 1, 24, 2),
-  randomTensor("down", 24, 40, 3),
-];
-
-/** Reference: indices (tensor, element) of the k largest |r|, ties by tensor then index. */
-function naiveTopK(tensors: ResidualTensor[], k: number): Set<string> {
-  const all: { key: string; m: number; order: number }[] = [];
-  let order = 0;
-  tensors.forEach((t, ti) =>
-    t.residual.forEach((v, i) => {
-      if (v !== 0) all.push({ key: `${ti}:${i}`, m: Math.abs(v), order: order++ });
-    })
-  );
-  all.sort((a, b) => b.m - a.m || a.order - b.order);
-  return new Set(all.slice(0, k).map((e) => e.key));
+/** Exact error of keeping the k largest magnitudes of `values`. */
+function exactError(values: Float32Array, k: number): number {
+  const m = Array.from(values, Math.abs).sort((a, b) => b - a);
+  const total = m.reduce((s, x) => s + x * x, 0);
+  const kept = m.slice(0, k).reduce((s, x) => s + x * x, 0);
+  return total > 0 ? Math.sqrt((total - kept) / total) : 0;
 }
 
-function keysOf(cutTensors: SparseMatrixData[]): Set<string> {
-  const keys = new Set<string>();
-  cutTensors.forEach((s, ti) => {
-    for (let r = 0; r < s.rows; r++) {
-      for (let j = s.rowPtr[r]; j < s.rowPtr[r + 1]; j++) {
-        keys.add(`${ti}:${r * s.cols + s.colIdx[j]}`);
-      }
-    }
-  });
-  return keys;
-}
-
-Deno.test("UnitResiduals.extract: keeps exactly the unit's top values by magnitude", () => {
-  const tensors = unitTensors();
-  const unit = UnitResiduals.from("layer.0", tensors);
-  for (const density of [0, 0.01, 0.05, 0.3, 0.9, 1]) {
-    const cut = unit.cut(density);
-    const sparse = tensors.map((_, i) => unit.extract(cut, i));
-    const want = Math.min(Math.round(density * unit.size), unit.nonZero);
-    assert.equal(cut.kept, want);
-    assert.equal(sparse.reduce((s, m) => s + m.colIdx.length, 0), want);
-    assert.deepEqual(keysOf(sparse), naiveTopK(tensors, want));
-    sparse.forEach((s, i) => assert.equal(s.colIdx.length, cut.tensors[i].nnz));
-    // Values are the bf16 roundings of the residuals.
-    const s = sparse[2];
-    for (let j = 0; j < s.colIdx.length; j++) {
-      const row = s.rowPtr.findLastIndex((p, r) => r < s.rows && p <= j);
-      assert.equal(s.values[j], f32ToBf16(tensors[2].residual[row * s.cols + s.colIdx[j]]));
-    }
+Deno.test("MagnitudeProfile.errorAt: matches the exact top-k error within the bin width", () => {
+  const a = randomResidual(16 * 24, 1), b = randomResidual(24 * 40, 3);
+  const p = new MagnitudeProfile();
+  p.add(a);
+  p.add(b);
+  const all = new Float32Array([...a, ...b]);
+  assert.equal(p.size, all.length);
+  for (const d of DEFAULT_DENSITY_LADDER) {
+    const exact = exactError(all, p.keptAt(d));
+    assert.ok(Math.abs(p.errorAt(d) - exact) < 0.02, `density ${d}: ${p.errorAt(d)} vs ${exact}`);
   }
 });
 
-Deno.test("UnitResiduals.errorCurve: equals the direct error of the extracted tensors", () => {
-  const tensors = unitTensors();
-  for (const dtype of ["bf16", "f16"] as const) {
-    const unit = UnitResiduals.from("layer.0", tensors, dtype);
-    const curve = unit.errorCurve(DEFAULT_DENSITY_LADDER);
-    DEFAULT_DENSITY_LADDER.forEach((density, i) => {
-      const cut = unit.cut(density);
-      const direct = relativeError(
-        tensors.map((t) => t.residual),
-        tensors.map((_, j) => unit.extract(cut, j)),
-      );
-      assert.ok(
-        Math.abs(curve[i] - direct) < 1e-9,
-        `${dtype} ${density}: ${curve[i]} vs ${direct}`,
-      );
-      assert.equal(cut.error, curve[i]);
-    });
-    // Density 1 leaves only the rounding error, which is tiny but not zero.
-    const last = curve[curve.length - 1];
-    assert.ok(last > 0 && last < (dtype === "bf16" ? 4e-3 : 5e-4), `${last}`);
-  }
+Deno.test("MagnitudeProfile.errorAt: does not increase with density", () => {
+  const p = new MagnitudeProfile();
+  p.add(randomResidual(5000, 9));
+  const curve = DEFAULT_DENSITY_LADDER.map((d) => p.errorAt(d));
+  for (let i = 1; i < curve.length; i++) assert.ok(curve[i] <= curve[i - 1] + 1e-12);
+  assert.equal(p.errorAt(1), 0);
 });
 
-Deno.test("UnitResiduals.errorCurve: does not increase with density", () => {
-  const unit = UnitResiduals.from("layer.0", unitTensors());
-  const densities = Array.from({ length: 101 }, (_, i) => i / 100);
-  const curve = unit.errorCurve([...densities].reverse()).reverse();
-  assert.equal(curve[0], 1);
-  for (let i = 1; i < curve.length; i++) assert.ok(curve[i] <= curve[i - 1], `at ${densities[i]}`);
-});
-
-Deno.test("UnitResiduals.chooseDensity: picks the smallest ladder density under max_error", () => {
-  const unit = UnitResiduals.from("layer.0", unitTensors());
-  for (const maxError of [0.05, 0.3, 0.5, 0.8]) {
-    const choice = unit.chooseDensity({ maxError });
-    const errors = unit.errorCurve(DEFAULT_DENSITY_LADDER);
-    const first = errors.findIndex((e) => e <= maxError);
-    assert.equal(choice.density, DEFAULT_DENSITY_LADDER[first]);
-    assert.ok(choice.met);
-    if (first > 0) assert.ok(errors[first - 1] > maxError);
-  }
-  const strict = unit.chooseDensity({ maxError: 0, ladder: [0.1, 0.5] });
-  assert.equal(strict.met, false);
-  assert.equal(strict.density, 0.5);
-  // Values exact in bf16 reconstruct exactly at density 1.
-  const exact = UnitResiduals.from("embed", [{
-    name: "e",
-    rows: 2,
-    cols: 2,
-    residual: new Float32Array([1, -2, 0.5, 3]),
-  }]);
-  assert.deepEqual(exact.chooseDensity({ maxError: 0, ladder: [0.5, 1] }), {
-    density: 1,
-    error: 0,
-    met: true,
-    curve: [{ density: 0.5, error: Math.sqrt(1 + 0.25) / Math.sqrt(1 + 4 + 0.25 + 9) }, {
-      density: 1,
-      error: 0,
-    }],
-  });
-  assert.throws(() => unit.chooseDensity({ ladder: [0.5, 0.2] }), /must ascend/);
-  assert.throws(() => checkLadder([]), RangeError);
-});
-
-Deno.test("UnitResiduals.cut: splits ties at the threshold in tensor order", () => {
-  const a = { name: "a", rows: 1, cols: 4, residual: new Float32Array([1, 0, -1, 5]) };
-  const b = { name: "b", rows: 2, cols: 2, residual: new Float32Array([1, 1, 0, -6]) };
-  const unit = UnitResiduals.from("layer.2", [a, b]);
-  const cut = unit.cut(0.5); // 4 of 8: 6, 5, then two of the four 1s (a's first).
-  assert.equal(cut.threshold, 1);
-  assert.deepEqual(cut.tensors.map((t) => t.nnz), [3, 1]);
-  assert.deepEqual([...unit.extract(cut, 0).colIdx], [0, 2, 3]);
-  assert.deepEqual([...unit.extract(cut, 1).colIdx], [1]);
-  const all = unit.cut(1); // only the 6 non-zeros are stored
-  assert.equal(all.kept, 6);
-  assert.deepEqual(all.tensors.map((t) => t.nnz), [3, 3]);
-});
-
-Deno.test("UnitResiduals: zero residuals store nothing and have zero error", () => {
-  const unit = UnitResiduals.from("final_norm", [{
-    name: "n",
-    rows: 1,
-    cols: 8,
-    residual: new Float32Array(8),
-  }]);
-  assert.deepEqual(unit.errorCurve([0.1, 1]), [0, 0]);
-  const cut = unit.cut(1);
-  assert.equal(cut.kept, 0);
-  assert.equal(unit.extract(cut, 0).colIdx.length, 0);
-  assert.throws(
-    () => UnitResiduals.from("x", [{ name: "w", rows: 2, cols: 3, residual: new Float32Array(5) }]),
-    /shape \[2, 3\] does not match its 5 values/,
-  );
-});
-
-Deno.test("UnitResiduals.cutBytes: equals the length of the encoded tensors", () => {
-  const tensors = unitTensors();
-  const unit = UnitResiduals.from("layer.0", tensors);
-  for (const density of [0.02, 0.3]) {
-    const cut = unit.cut(density);
-    assert.deepEqual(
-      unit.cutBytes(cut),
-      tensors.map((_, i) => encodeSparse(unit.extract(cut, i)).length),
+Deno.test("thresholdAt + sparsifyTensor: keep about rho of the values, all the largest", () => {
+  const r = randomResidual(48 * 64, 5);
+  const p = new MagnitudeProfile();
+  p.add(r);
+  for (const d of [0.01, 0.1, 0.3, 0.5, 0.7]) {
+    const s = sparsifyTensor(r, 48, 64, p.thresholdAt(d), "bf16");
+    const want = p.keptAt(d);
+    // Ties (the many 0.25 values) and the bin width make the count approximate.
+    assert.ok(
+      Math.abs(s.values.length - want) <= 0.02 * r.length + 160,
+      `density ${d}: ${s.values.length} vs ${want}`,
     );
+    let minKept = Infinity, maxDropped = 0;
+    const kept = new Set<number>();
+    for (let row = 0; row < 48; row++) {
+      for (let j = s.rowPtr[row]; j < s.rowPtr[row + 1]; j++) kept.add(row * 64 + s.colIdx[j]);
+    }
+    r.forEach((v, i) => {
+      if (kept.has(i)) minKept = Math.min(minKept, Math.abs(v));
+      else maxDropped = Math.max(maxDropped, Math.abs(v));
+    });
+    assert.ok(minKept >= maxDropped, `density ${d}: kept ${minKept} < dropped ${maxDropped}`);
   }
 });
 
-Deno.test("denseExpert and residual: D = B + mean tau and r = E - D", () => {
+Deno.test("MagnitudeProfile.chooseDensity: picks the smallest ladder density under max_error", () => {
+  const p = new MagnitudeProfile();
+  p.add(randomResidual(4000, 11));
+  const c = p.chooseDensity(DEFAULT_DENSITY_LADDER, 0.3);
+  assert.ok(c.met && c.error <= 0.3);
+  const i = DEFAULT_DENSITY_LADDER.indexOf(c.density);
+  if (i > 0) assert.ok(p.errorAt(DEFAULT_DENSITY_LADDER[i - 1]) > 0.3);
+  const none = p.chooseDensity([0.01, 0.02], 0);
+  assert.equal(none.met, false);
+  assert.equal(none.density, 0.02);
+  assert.throws(() => p.chooseDensity([0.5, 0.2], 0.3), RangeError);
+  assert.throws(() => checkLadder([]), RangeError);
+  assert.throws(() => checkLadder([0, 0.5]), RangeError);
+});
+
+Deno.test("sparsifyTensor: zero residuals store nothing and have zero error", () => {
+  const p = new MagnitudeProfile();
+  const zero = new Float32Array(12);
+  p.add(zero);
+  assert.equal(p.errorAt(0.5), 0);
+  const s = sparsifyTensor(zero, 3, 4, p.thresholdAt(0.5), "q4");
+  assert.equal(s.values.length, 0);
+  assert.deepEqual(storedError(zero, s), { total: 0, lost: 0 });
+});
+
+Deno.test("storedError: equals ||r - S||^2 computed densely", () => {
+  const r = randomResidual(20 * 30, 13);
+  const s = sparsifyTensor(r, 20, 30, 1, "bf16");
+  const dense = new Float32Array(r.length);
+  for (let row = 0; row < 20; row++) {
+    for (let j = s.rowPtr[row]; j < s.rowPtr[row + 1]; j++) {
+      dense[row * 30 + s.colIdx[j]] = bf16ToF32(s.values[j]);
+    }
+  }
+  let lost = 0, total = 0;
+  r.forEach((v, i) => {
+    lost += (v - dense[i]) ** 2;
+    total += v * v;
+  });
+  const e = storedError(r, s);
+  assert.ok(Math.abs(e.lost - lost) <= 1e-6 * total);
+  assert.ok(Math.abs(e.total - total) <= 1e-9 * total);
+});
+
+Deno.test("denseExpert: D = B + mean tau", () => {
   const b = new Float32Array([1, 2, 3]);
-  const e1 = new Float32Array([2, 2, 0]);
-  const e2 = new Float32Array([0, 4, 3]);
-  const d = denseExpert(b, [taskVector(e1, b), taskVector(e2, b)]);
+  const d = denseExpert(b, [new Float32Array([1, 0, -3]), new Float32Array([-1, 2, 0])]);
   assert.deepEqual([...d], [1, 3, 1.5]);
-  assert.deepEqual([...residual(e1, d)], [1, -1, -1.5]);
-  assert.throws(() => residual(e1, new Float32Array(2)), RangeError);
+  assert.throws(() => denseExpert(b, [new Float32Array(2)]), RangeError);
 });
 
 /** Random CSR with about `density` of the entries set, 16-bit value bits random. */

@@ -1,22 +1,28 @@
 /**
- * Pass 2 of a merge: stream the tensors again and write the outputs.
- * - `writeDenseWeights`: model.safetensors with averaged units merged by the
- *   static method and routed units replaced by their dense expert; returns the
- *   per-tensor entries (offset, length, sha256) for the manifest.
- * - `writeSparseExperts`: for each routed unit and expert, the sparse tensors
- *   at the chosen density, encoded and appended to experts/<name>.bin as one
- *   contiguous block.
- * The static baselines use `writeDenseWeights` alone, with no routed unit.
+ * Pass 2 of a merge, streamed one tensor name at a time: write
+ * `model.safetensors` (averaged units merged by the static method, routed
+ * units replaced by their dense expert) and, for routed units, each expert's
+ * sparse tensors (residual values at or above the unit's threshold), encoded
+ * and appended to experts/<name>.bin. Units are processed in order, so the
+ * tensors of one (unit, expert) form one contiguous block. Static baselines
+ * run the same pass with no routed unit.
  */
-import type { BundleWriter } from "../bundle/writer.ts";
-import { sha256Hex } from "../bundle/hash.ts";
 import type { ExpertEntry, SparseBlockEntry } from "../bundle/manifest.ts";
+import { sha256Hex, Sha256Stream } from "../bundle/hash.ts";
+import type { AppendFile, BundleWriter } from "../bundle/writer.ts";
 import { readSafetensorsHeader } from "../safetensors/checkpoint.ts";
 import { SafetensorsFileWriter } from "../safetensors/write.ts";
 import { LocalStorage } from "../storage/local.ts";
 import { encodeFromF32 } from "../tensor/dtype.ts";
-import { type DensityMode, type ProgressFn, roundToDtype, unitResiduals } from "./analyze.ts";
-import { type MergeInputs, readTensorSet } from "./inputs.ts";
+import {
+  type DensityMode,
+  isSparseTensor,
+  type ProgressFn,
+  readTensorSet,
+  residualInto,
+  roundToDtype,
+} from "./analyze.ts";
+import type { MergeInputs } from "./inputs.ts";
 import { getMergeMethod } from "./methods.ts";
 import { rngForTensor } from "./prng.ts";
 import {
@@ -25,11 +31,8 @@ import {
   readSparseHeader,
   type SparseValueFormat,
 } from "./sparse_codec.ts";
-import { UnitResiduals } from "./sparse.ts";
-import { bf16ToF32, f16ToF32 } from "../tensor/dtype.ts";
-import type { SparseMatrixData } from "../backends/backend.ts";
+import { sparsifyTensor, storedError } from "./sparse.ts";
 import { unitOfTensor } from "./units.ts";
-import { denseExpert, taskVector } from "./vectors.ts";
 
 /** Manifest entry of a dense tensor. */
 export interface DenseTensorEntry {
@@ -48,155 +51,159 @@ export interface MethodChoice {
   seed: number;
 }
 
-/**
- * Write `model.safetensors` into the writer's folder. Units in `routed` get
- * the dense expert D = B + mean tau; the others get `method`.
- */
-export async function writeDenseWeights(
+/** A routed unit: each expert's density and magnitude threshold. */
+export interface RoutedUnit {
+  unit: string;
+  density: number[];
+  threshold: number[];
+}
+
+/** What pass 2 wrote. */
+export interface BuildResult {
+  dense: DenseTensorEntry[];
+  experts: ExpertEntry[];
+}
+
+/** A block being appended: its offset, running hash and exact error sums. */
+interface OpenBlock {
+  entry: SparseBlockEntry;
+  hash: Sha256Stream;
+  total: number;
+  lost: number;
+}
+
+/** Write the dense weights and (for `routed` units) the sparse experts. */
+export async function writeMergedModel(
   inputs: MergeInputs,
   writer: BundleWriter,
   method: MethodChoice,
-  routed: ReadonlySet<string>,
+  routed: ReadonlyMap<string, RoutedUnit>,
+  valueFormat: SparseValueFormat,
   onProgress?: ProgressFn,
-): Promise<DenseTensorEntry[]> {
+): Promise<BuildResult> {
   const m = getMergeMethod(method.name);
   m.resolve(method.params);
   const ckpt = inputs.base.hf.checkpoint;
+  const T = inputs.experts.length;
   const specs = inputs.tensorNames.map((name) => {
     const i = ckpt.info(name);
     return { name, dtype: i.dtype, shape: i.shape };
   });
   const path = "model.safetensors";
-  const out = await SafetensorsFileWriter.create(writer.fullPath(path), specs, {
-    format: "pt",
-  });
+  const dense = await SafetensorsFileWriter.create(writer.fullPath(path), specs, { format: "pt" });
+  const files: AppendFile[] = [];
+  const experts: ExpertEntry[] = [];
+  if (routed.size > 0) {
+    for (const e of inputs.experts) {
+      const f = await writer.openFile(`experts/${e.name}.bin`);
+      files.push(f);
+      experts.push({ name: e.name, file: f.path, blocks: [] });
+    }
+  }
   const hashes = new Map<string, string>();
+  let open: OpenBlock[] = [];
+  const closeBlocks = () => {
+    for (const b of open) {
+      b.entry.sha256 = b.hash.digest();
+      b.entry.error = b.total > 0 ? Math.sqrt(b.lost / b.total) : 0;
+    }
+    open = [];
+  };
   try {
+    let unitNow = "";
     for (const name of inputs.tensorNames) {
       const info = ckpt.info(name);
-      const { base, experts } = await readTensorSet(inputs, name);
-      const taus = experts.map((e) => taskVector(e, base));
-      const merged = routed.has(unitOfTensor(name))
-        ? denseExpert(base, taus)
-        : m.apply(base, taus, method.params, rngForTensor(method.seed, name));
-      const bytes = encodeFromF32(roundToDtype(merged, info.dtype), info.dtype);
+      const unit = unitOfTensor(name);
+      const set = await readTensorSet(inputs, name);
+      const ru = routed.get(unit);
+      const merged = ru ? set.dense : roundToDtype(
+        m.apply(set.base, set.taus, method.params, rngForTensor(method.seed, name)),
+        info.dtype,
+      );
+      const bytes = encodeFromF32(merged, info.dtype);
       hashes.set(name, sha256Hex(bytes));
-      await out.write(name, bytes);
-      onProgress?.({ phase: "write", tensor: name, bytes: info.length * (experts.length + 1) });
-    }
-    await out.close();
-  } catch (e) {
-    await out.close().catch(() => {});
-    throw e;
-  }
-  await writer.recordWritten(path);
-  // Offsets come from reading back the header we just wrote.
-  const header = await readSafetensorsHeader(new LocalStorage(writer.tempDir), path);
-  return header.tensors.map((t) => ({
-    name: t.name,
-    dtype: t.dtype,
-    shape: t.shape,
-    offset: t.offset,
-    length: t.length,
-    sha256: hashes.get(t.name)!,
-  }));
-}
-
-/** Write experts/<name>.bin for every expert: one block per routed unit. */
-export async function writeSparseExperts(
-  inputs: MergeInputs,
-  writer: BundleWriter,
-  routedUnits: readonly { unit: string; tensors: string[]; density: number[] }[],
-  valueFormat: SparseValueFormat,
-  onProgress?: ProgressFn,
-): Promise<ExpertEntry[]> {
-  const files = await Promise.all(
-    inputs.experts.map((e) => writer.openFile(`experts/${e.name}.bin`)),
-  );
-  const entries: ExpertEntry[] = inputs.experts.map((e, t) => ({
-    name: e.name,
-    file: files[t].path,
-    blocks: [],
-  }));
-  try {
-    for (const ru of routedUnits) {
-      const residuals = await unitResiduals(inputs, ru.tensors, (name) =>
-        onProgress?.({
-          phase: "experts",
-          tensor: name,
-          bytes: inputs.base.hf.checkpoint.info(name).length * (inputs.experts.length + 1),
-        }));
-      for (let t = 0; t < inputs.experts.length; t++) {
-        const r = UnitResiduals.from(ru.unit, residuals[t], valueFormat === "f16" ? "f16" : "bf16");
-        const cut = r.cut(ru.density[t]);
-        const parts: Uint8Array[] = [];
-        const tensors: SparseBlockEntry["tensors"] = [];
-        let offset = 0, total = 0, lost = 0;
-        r.tensors.forEach((rt, i) => {
-          const enc = encodeSparse(r.extract(cut, i), undefined, valueFormat);
-          const h = readSparseHeader(enc);
-          // Exact reconstruction error of what is stored: decode and compare.
-          const e = storedError(rt.residual, decodeSparse(enc));
-          total += e.total;
-          lost += e.lost;
-          tensors.push({
-            name: rt.name,
-            shape: [rt.rows, rt.cols],
-            offset,
-            length: enc.byteLength,
-            nnz: cut.tensors[i].nnz,
-            density: cut.tensors[i].nnz / (rt.rows * rt.cols),
-            encoding: h.encoding,
+      await dense.write(name, bytes);
+      if (ru && isSparseTensor(name, info.shape)) {
+        if (unit !== unitNow) {
+          closeBlocks();
+          unitNow = unit;
+          open = experts.map((e, t) => {
+            const entry: SparseBlockEntry = {
+              unit,
+              offset: files[t].size,
+              length: 0,
+              sha256: "",
+              error: 0,
+              density: 0,
+              tensors: [],
+            };
+            e.blocks.push(entry);
+            return { entry, hash: new Sha256Stream(), total: 0, lost: 0 };
           });
-          parts.push(enc);
-          offset += enc.byteLength;
-        });
-        const block = new Uint8Array(offset);
-        let o = 0;
-        for (const p of parts) {
-          block.set(p, o);
-          o += p.byteLength;
         }
-        const at = await files[t].append(block);
-        entries[t].blocks.push({
-          unit: ru.unit,
-          offset: at,
-          length: block.byteLength,
-          sha256: sha256Hex(block),
-          error: total > 0 ? Math.sqrt(lost / total) : 0,
-          density: ru.density[t],
-          tensors,
-        });
+        const r = new Float32Array(set.base.length);
+        for (let t = 0; t < T; t++) {
+          residualInto(r, set, t);
+          const sparse = sparsifyTensor(
+            r,
+            info.shape[0],
+            info.shape[1],
+            ru.threshold[t],
+            valueFormat,
+          );
+          const enc = encodeSparse(sparse, undefined, valueFormat);
+          const err = storedError(r, decodeSparse(enc));
+          const b = open[t];
+          b.total += err.total;
+          b.lost += err.lost;
+          b.entry.tensors.push({
+            name,
+            shape: [info.shape[0], info.shape[1]],
+            offset: b.entry.length,
+            length: enc.byteLength,
+            nnz: sparse.values.length,
+            density: sparse.values.length / r.length,
+            encoding: readSparseHeader(enc).encoding,
+          });
+          b.entry.length += enc.byteLength;
+          b.hash.update(enc);
+          await files[t].append(enc);
+        }
       }
+      onProgress?.({ phase: "write", tensor: name, bytes: info.length * (T + 1) });
     }
+    closeBlocks();
+    await dense.close();
+  } catch (e) {
+    await dense.close().catch(() => {});
+    throw e;
   } finally {
     for (const f of files) writer.closeFile(f);
   }
-  return entries;
+  for (const e of experts) {
+    for (const b of e.blocks) {
+      const n = b.tensors.reduce((s, t) => s + t.shape[0] * t.shape[1], 0);
+      b.density = b.tensors.reduce((s, t) => s + t.nnz, 0) / Math.max(1, n);
+    }
+  }
+  await writer.recordWritten(path);
+  const header = await readSafetensorsHeader(new LocalStorage(writer.tempDir), path);
+  return {
+    dense: header.tensors.map((t) => ({
+      name: t.name,
+      dtype: t.dtype,
+      shape: t.shape,
+      offset: t.offset,
+      length: t.length,
+      sha256: hashes.get(t.name)!,
+    })),
+    experts,
+  };
 }
 
-/** The mode and ladder used when the user fixes a density. */
+/** The density settings as recorded in the manifest. */
 export function describeDensity(d: DensityMode): Record<string, unknown> {
   return d.mode === "fixed"
     ? { mode: "fixed", density: d.density }
     : { mode: "adaptive", max_error: d.maxError, ladder: d.ladder };
-}
-
-/** ||r||^2 and ||r - S||^2 of a residual tensor and its stored sparse approximation. */
-export function storedError(
-  residual: Float32Array,
-  s: SparseMatrixData,
-): { total: number; lost: number } {
-  const toF32 = s.valueDtype === "bf16" ? bf16ToF32 : f16ToF32;
-  let total = 0;
-  for (let i = 0; i < residual.length; i++) total += residual[i] * residual[i];
-  let lost = total;
-  for (let r = 0; r < s.rows; r++) {
-    for (let j = s.rowPtr[r]; j < s.rowPtr[r + 1]; j++) {
-      const x = residual[r * s.cols + s.colIdx[j]];
-      const d = x - toF32(s.values[j]);
-      lost += d * d - x * x;
-    }
-  }
-  return { total, lost: Math.max(0, lost) };
 }

@@ -147,13 +147,3 @@ export async function openMergeInputs(
   }
   return { base, experts: models, config: c, tensorNames, modelBytes };
 }
-
-/** Read one tensor of the base and of every expert, as f32. */
-export async function readTensorSet(
-  inputs: MergeInputs,
-  name: string,
-): Promise<{ base: Float32Array; experts: Float32Array[] }> {
-  const base = await inputs.base.hf.checkpoint.readF32(name);
-  const experts = await Promise.all(inputs.experts.map((m) => m.hf.checkpoint.readF32(name)));
-  return { base, experts };
-}

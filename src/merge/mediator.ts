@@ -20,7 +20,7 @@ import { Checkpoint } from "../safetensors/checkpoint.ts";
 import { LocalStorage } from "../storage/local.ts";
 import { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import { analyzeUnits, type ProgressFn, type UnitAnalysis } from "./analyze.ts";
-import { describeDensity, writeDenseWeights, writeSparseExperts } from "./build.ts";
+import { describeDensity, writeMergedModel } from "./build.ts";
 import { type MergeInputs, openMergeInputs } from "./inputs.ts";
 import type { MergeOptions } from "./options.ts";
 import { validateMergeOptions } from "./options.ts";
@@ -151,23 +151,19 @@ export async function mergeMediator(
         plan.routed.join(", ") || "none"
       }`,
     );
-    const routed = new Set(plan.routed);
+    const routed = new Map(
+      units.filter((u) => plan.routed.includes(u.unit)).map((u) => [u.unit, {
+        unit: u.unit,
+        density: u.profiles.map((p) => p.density),
+        threshold: u.profiles.map((p) => p.threshold),
+      }]),
+    );
     await copyModelFiles(inputs, writer);
-    const dense = await writeDenseWeights(
+    const { dense, experts } = await writeMergedModel(
       inputs,
       writer,
       { ...o.method, seed: o.seed },
       routed,
-      onProgress,
-    );
-    const experts = await writeSparseExperts(
-      inputs,
-      writer,
-      units.filter((u) => routed.has(u.unit)).map((u) => ({
-        unit: u.unit,
-        tensors: u.tensors,
-        density: u.profiles.map((p) => p.density),
-      })),
       o.valueFormat,
       onProgress,
     );
@@ -255,7 +251,14 @@ export async function mergeStatic(
   );
   await withBundleWriter(o.out, { overwrite: o.overwrite }, async (writer) => {
     await copyModelFiles(inputs, writer);
-    await writeDenseWeights(inputs, writer, { ...o.method, seed: o.seed }, new Set(), onProgress);
+    await writeMergedModel(
+      inputs,
+      writer,
+      { ...o.method, seed: o.seed },
+      new Map(),
+      "bf16",
+      onProgress,
+    );
     await writer.commit();
   });
 }

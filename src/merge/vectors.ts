@@ -1,6 +1,6 @@
 /**
  * Elementwise helpers over flattened f32 tensors used across the merge:
- * task vectors, their mean, and residuals against the dense expert.
+ * task vectors, their mean and the dense expert.
  * Accumulation is in float64; results are Float32Array.
  */
 
@@ -48,23 +48,4 @@ export function denseExpert(
   checkSameLength("the dense expert", base, mean);
   for (let i = 0; i < mean.length; i++) mean[i] += base[i];
   return mean;
-}
-
-/**
- * r = expert - dense, the part a sparse expert approximates. Pass `dense` as it
- * is stored (rounded to its storage dtype) so the residual covers that
- * rounding too.
- */
-export function residual(expert: Float32Array, dense: Float32Array): Float32Array {
-  checkSameLength("a residual", expert, dense);
-  const out = new Float32Array(expert.length);
-  for (let i = 0; i < out.length; i++) out[i] = expert[i] - dense[i];
-  return out;
-}
-
-/** Sum of squares, in float64. */
-export function sumOfSquares(x: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < x.length; i++) s += x[i] * x[i];
-  return s;
 }
