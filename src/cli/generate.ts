@@ -71,7 +71,9 @@ if (import.meta.main) {
         });
       } else {
         const text = values.chat
-          ? tokenizer.applyChatTemplate([{ role: "user", content: values.prompt! }])
+          ? tokenizer.applyChatTemplate([{ role: "user", content: values.prompt! }], {
+            addGenerationPrompt: true,
+          })
           : values.prompt!;
         // A chat template renders special tokens itself.
         inputIds = tokenizer.encode(text, { addSpecialTokens: !values.chat });

@@ -25,6 +25,12 @@ export interface ModelConfig {
   bosTokenId: number | null;
   /** One or more end-of-sequence ids. */
   eosTokenIds: number[];
+  /**
+   * Sliding attention window (Mistral), or null for full attention. Attention
+   * is always computed in full, which equals the windowed result only while
+   * sequences stay within the window: longer ones are refused.
+   */
+  slidingWindow?: number | null;
 }
 
 /** Architectures whose config.json maps onto `ModelConfig`. */
@@ -101,5 +107,8 @@ export function parseHfConfig(json: unknown, where = "config.json"): ModelConfig
     attentionBias: typeof c.attention_bias === "boolean" ? c.attention_bias : modelType === "qwen2",
     bosTokenId: typeof c.bos_token_id === "number" ? c.bos_token_id : null,
     eosTokenIds,
+    slidingWindow: typeof c.sliding_window === "number" && c.use_sliding_window !== false
+      ? c.sliding_window
+      : null,
   };
 }

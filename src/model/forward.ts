@@ -189,6 +189,14 @@ export class Transformer {
     for (const i of order) {
       const e = entries[i];
       if (e.ids.length === 0) throw new RangeError("Cannot run a step: an entry has no tokens");
+      const window = this.config.slidingWindow;
+      if (window && e.startPos + e.ids.length > window) {
+        throw new RangeError(
+          `Cannot run a step: ${
+            e.startPos + e.ids.length
+          } tokens exceed the model's sliding window of ${window}; sliding-window attention beyond it is not supported`,
+        );
+      }
       if (e.startPos + e.ids.length > e.cache.maxSeq) {
         throw new RangeError(
           `Cannot run a step: ${
