@@ -6,7 +6,7 @@
  */
 
 /** Growable byte buffer with the protobuf wire encodings this model needs. */
-class ProtoWriter {
+export class ProtoWriter {
   #buf = new Uint8Array(1024);
   #len = 0;
 
