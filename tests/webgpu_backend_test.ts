@@ -4,7 +4,9 @@
  * rounding, recording order within one submission, large grids, and the embedded kernels.
  *
  * Needs a WebGPU adapter; without a GPU, scripts/install_vulkan.sh installs Mesa's software
- * one. Set MEDIATOR_SKIP_WEBGPU=1 to skip these tests where no adapter can exist.
+ * one. Set MEDIATOR_SKIP_WEBGPU=1 to skip these tests where no adapter can exist, and
+ * MEDIATOR_SKIP_WEBGPU_HUGE=1 to skip only the weight larger than one storage binding (2 GiB
+ * of uploads on adapters with a 2 GiB binding limit, minutes on some drivers).
  */
 import assert from "node:assert/strict";
 import type { Backend, Tensor, Weight } from "../src/backends/backend.ts";
@@ -14,6 +16,12 @@ import { requestGpuAdapter } from "../src/backends/webgpu_device.ts";
 import { WGSL_SOURCE_HASH, WGSL_SOURCES } from "../src/backends/webgpu_wgsl.gen.ts";
 import { hashWgslSources, readWgslSources } from "../scripts/build_wgsl.ts";
 import { type DType, encodeFromF32 } from "../src/tensor/dtype.ts";
+import { generate } from "../src/model/generate.ts";
+import { openHfCheckpoint } from "../src/model/checkpoint.ts";
+import { Transformer } from "../src/model/forward.ts";
+import { freeModelWeights, loadModelWeights } from "../src/model/weights.ts";
+import { LocalStorage } from "../src/storage/local.ts";
+import { fixtureModels, readReference } from "./helpers/fixtures.ts";
 import {
   DEFAULT_TOLERANCE,
   makeRng,
@@ -23,21 +31,33 @@ import {
 } from "./backend_suite.ts";
 
 const skip = Deno.env.get("MEDIATOR_SKIP_WEBGPU") === "1";
+const skipHuge = skip || Deno.env.get("MEDIATOR_SKIP_WEBGPU_HUGE") === "1";
 const NO_ADAPTER = "No WebGPU adapter: run scripts/install_vulkan.sh (Mesa's software Vulkan) " +
   "or set MEDIATOR_SKIP_WEBGPU=1 to skip the WebGPU tests";
 
+/**
+ * A backend for one test. Early read-back is off unless asked for: it leaves a mapping
+ * promise pending for ~10 ms after a read, which the op sanitizer would report when a test
+ * disposes right after its last read (the early read-back test settles first).
+ */
 async function makeBackend(opts: WebGpuBackendOptions = {}) {
   if (!(await requestGpuAdapter())) throw new Error(NO_ADAPTER);
-  return await createWebGpuBackend(opts);
+  return await createWebGpuBackend({ earlyReadback: false, ...opts });
 }
 
-/** The shared conformance suite, at the default tolerance. */
-runBackendSuite("webgpu", () => makeBackend(), DEFAULT_TOLERANCE, {
-  ignore: skip,
-});
+/**
+ * The shared conformance suite, at the default tolerance, submitting after every dispatch
+ * (so each op's own submissions are exercised).
+ */
+runBackendSuite(
+  "webgpu",
+  () => makeBackend({ submitEvery: 1 }),
+  DEFAULT_TOLERANCE,
+  { ignore: skip },
+);
 
-function gpuTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({ name, ignore: skip, sanitizeOps: true, sanitizeResources: true, fn });
+function gpuTest(name: string, fn: () => Promise<void>, ignore = skip): void {
+  Deno.test({ name, ignore, sanitizeOps: true, sanitizeResources: true, fn });
 }
 
 function maxRelError(got: Float32Array, want: Float32Array): number {
@@ -295,7 +315,7 @@ gpuTest("WebGpuBackend: a weight larger than one storage binding", async () => {
   } finally {
     gpu.dispose();
   }
-});
+}, skipHuge);
 
 gpuTest("WebGpuBackend.attention: long contexts split the keys and still match", async () => {
   const gpu = await makeBackend();
@@ -340,6 +360,95 @@ gpuTest("WebGpuBackend: rejects bad arguments with clear errors", async () => {
     assert.throws(() => gpu.matmul(out, out, w, 1), /alias/);
     const cache = gpu.allocKvCache(1, 4, 1, 2);
     assert.throws(() => gpu.kvWrite(cache, 0, out, out, 0, 1, 4), /maxSeq is 4/);
+  } finally {
+    gpu.dispose();
+  }
+});
+
+gpuTest("WebGpuBackend: GEMV thread and unroll variants match the reference", async () => {
+  const ref = new ReferenceBackend();
+  const rng = makeRng(17);
+  const [rows, cols] = [37, 8 * 41]; // 41 vec4 words per bf16 row: uneven for every variant
+  const values = randomF32(rows * cols, rng);
+  for (const gemvThreadsPerRow of [4, 16, 64]) {
+    for (const gemvUnroll of [1, 2, 4]) {
+      const gpu = await makeBackend({ gemvThreadsPerRow, gemvUnroll });
+      try {
+        for (const m of [1, 6]) {
+          const [w1, w2] = bothWeight(gpu, ref, values, "bf16", rows, cols);
+          const [x1, x2] = both(gpu, ref, randomF32(m * cols, rng));
+          const o1 = gpu.alloc(m * rows), o2 = ref.alloc(m * rows);
+          gpu.matmul(o1, x1, w1, m);
+          ref.matmul(o2, x2, w2, m);
+          const err = maxRelError(await gpu.read(o1), await ref.read(o2));
+          assert.ok(err < 2e-5, `tpr ${gemvThreadsPerRow} unroll ${gemvUnroll} m ${m}: ${err}`);
+        }
+      } finally {
+        gpu.dispose();
+      }
+    }
+  }
+  await assert.rejects(() => makeBackend({ gemvUnroll: 3 }), /gemvUnroll 3/);
+});
+
+gpuTest("WebGpuBackend: early read-back and partial submissions keep PyTorch parity", async () => {
+  // Submitting every 3 dispatches splits each step into many submissions whose host slices
+  // (parameters, token ids, positions) reuse the same arena; early read-back returns the
+  // logits before the mapping promise settles. Both must leave the results unchanged.
+  const [base] = fixtureModels();
+  const want = readReference(base.reference);
+  const gpu = await makeBackend({ allowFallback: true, earlyReadback: true, submitEvery: 3 });
+  try {
+    // The checkpoint without its tokenizer: the prompts are token ids.
+    const hf = await openHfCheckpoint(new LocalStorage(base.dir));
+    const weights = await loadModelWeights(gpu, hf.config, hf.checkpoint);
+    const model = new Transformer(gpu, hf.config, weights);
+    let reads = 0;
+    for (const p of want.prompts) {
+      const result = await generate(model, p.input_ids, { maxTokens: p.greedy_ids.length });
+      reads += p.greedy_ids.length;
+      let maxErr = 0;
+      for (let i = 0; i < p.last_logits.length; i++) {
+        maxErr = Math.max(maxErr, Math.abs(result.lastLogits[i] - p.last_logits[i]));
+      }
+      assert.ok(maxErr <= 2e-3, `${JSON.stringify(p.text)}: max |logit error| ${maxErr}`);
+      assert.deepEqual(result.outputIds, p.greedy_ids, `greedy ids for ${JSON.stringify(p.text)}`);
+    }
+    model.dispose();
+    freeModelWeights(gpu, weights);
+    const { submissions, earlyReads } = gpu.stats;
+    assert.ok(submissions > 3 * reads, `${submissions} submissions for ${reads} reads`);
+    assert.ok(earlyReads > 0, "no read returned before its mapping promise settled");
+    await gpu.settle();
+  } finally {
+    gpu.dispose();
+  }
+});
+
+gpuTest("WebGpuBackend.launchTimes: one ordered entry per kernel launch", async () => {
+  const adapter = await requestGpuAdapter();
+  assert.ok(adapter, NO_ADAPTER);
+  if (!adapter.features.has("timestamp-query")) {
+    await assert.rejects(() => createWebGpuBackend({ adapter, profile: true }), /timestamp-query/);
+    return;
+  }
+  const gpu = await createWebGpuBackend({ adapter, profile: true, earlyReadback: false });
+  try {
+    const a = gpu.alloc(1000), b = gpu.alloc(1000), g = gpu.alloc(1000);
+    gpu.write(a, randomF32(1000, makeRng(2)));
+    gpu.add(b, a, a, 1000);
+    gpu.rmsNorm(g, b, a, 1, 1e-6);
+    gpu.siluMul(b, g, a, 1000);
+    await gpu.read(b);
+    const { launches, dropped } = await gpu.launchTimes();
+    assert.equal(dropped, 0);
+    assert.deepEqual(launches.map((l) => l.kernel.split(" ")[0]), ["add", "rms_norm", "silu_mul"]);
+    assert.equal(launches[0].kernel, "add 4x1x1");
+    for (let i = 0; i < launches.length; i++) {
+      assert.ok(launches[i].endNs >= launches[i].startNs, `launch ${i} ends before it starts`);
+      if (i > 0) assert.ok(launches[i].startNs >= launches[i - 1].endNs, `launch ${i} overlaps`);
+    }
+    assert.deepEqual(await gpu.launchTimes(), { launches: [], dropped: 0 }, "a new batch");
   } finally {
     gpu.dispose();
   }

@@ -9,15 +9,16 @@
 //                                  columns [row_base, row_base + rows)
 //   4 bias    storage read        array<f32>        bias[out_stride] (read when has_bias != 0)
 // Layout: one workgroup of 256 threads handles 256 / THREADS_PER_ROW weight rows; the threads
-// of a row read consecutive vec4 words (coalesced along cols), accumulate TM activation rows
-// at once (each weight word is loaded once for all TM rows), then reduce with a tree in
-// workgroup memory. Grid: x/y = row groups (split over y past the per-dimension limit),
+// of a row read consecutive vec4 words (coalesced along cols), UNROLL words per iteration,
+// accumulate TM activation rows at once (each weight word is loaded once for all TM rows),
+// then reduce with a tree in workgroup memory. Grid: x/y = row groups (split over y past the per-dimension limit),
 // z = blocks of TM activation rows starting at m_base.
 // Requires cols % 8 == 0 for 16-bit weights and cols % 4 == 0 for f32 weights.
 
 override DTYPE: u32 = 1u;            // 0 = f32, 1 = bf16, 2 = f16
 override THREADS_PER_ROW: u32 = 64u; // power of two in [1, 256]
 override TM: u32 = 1u;               // activation rows per workgroup, 1..4
+override UNROLL: u32 = 1u;           // weight words loaded per thread per iteration: 1, 2 or 4
 
 const WG: u32 = 256u;
 const MAX_TM: u32 = 4u;
@@ -41,6 +42,23 @@ struct Params {
 
 var<workgroup> partial: array<f32, 1024>; // WG * MAX_TM
 
+// acc[t] += (weight word wv, i.e. 8 bf16/f16 or 4 f32 values at vec4 word v) . x[m0 + t].
+fn accumulate(acc: ptr<function, array<f32, 4>>, wv: vec4<u32>, v: u32, m0: u32, xs: u32) {
+  if (DTYPE == DTYPE_F32) {
+    let wf = bitcast<vec4<f32>>(wv);
+    for (var t = 0u; t < TM; t = t + 1u) {
+      (*acc)[t] = (*acc)[t] + dot(wf, x[(m0 + t) * xs + v]);
+    }
+  } else {
+    let w0 = vec4<f32>(unpack_16x2(wv.x, DTYPE), unpack_16x2(wv.y, DTYPE));
+    let w1 = vec4<f32>(unpack_16x2(wv.z, DTYPE), unpack_16x2(wv.w, DTYPE));
+    for (var t = 0u; t < TM; t = t + 1u) {
+      let xi = (m0 + t) * xs + 2u * v;
+      (*acc)[t] = (*acc)[t] + dot(w0, x[xi]) + dot(w1, x[xi + 1u]);
+    }
+  }
+}
+
 @compute @workgroup_size(256)
 fn main(
   @builtin(local_invocation_index) lid: u32,
@@ -57,21 +75,29 @@ fn main(
   var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
   if (row < p.rows) {
     let wbase = row * p.stride_v;
-    for (var v = lane; v < p.stride_v; v = v + THREADS_PER_ROW) {
-      let wv = w[wbase + v];
-      if (DTYPE == DTYPE_F32) {
-        let wf = bitcast<vec4<f32>>(wv);
-        for (var t = 0u; t < TM; t = t + 1u) {
-          acc[t] = acc[t] + dot(wf, x[(m0 + t) * x_stride_v + v]);
-        }
-      } else {
-        let w0 = vec4<f32>(unpack_16x2(wv.x, DTYPE), unpack_16x2(wv.y, DTYPE));
-        let w1 = vec4<f32>(unpack_16x2(wv.z, DTYPE), unpack_16x2(wv.w, DTYPE));
-        for (var t = 0u; t < TM; t = t + 1u) {
-          let xi = (m0 + t) * x_stride_v + 2u * v;
-          acc[t] = acc[t] + dot(w0, x[xi]) + dot(w1, x[xi + 1u]);
-        }
+    var v = lane;
+    // UNROLL words per thread per iteration: their loads are issued before any is used.
+    if (UNROLL == 2u) {
+      for (; v + THREADS_PER_ROW < p.stride_v; v = v + 2u * THREADS_PER_ROW) {
+        let wa = w[wbase + v];
+        let wb = w[wbase + v + THREADS_PER_ROW];
+        accumulate(&acc, wa, v, m0, x_stride_v);
+        accumulate(&acc, wb, v + THREADS_PER_ROW, m0, x_stride_v);
       }
+    } else if (UNROLL == 4u) {
+      for (; v + 3u * THREADS_PER_ROW < p.stride_v; v = v + 4u * THREADS_PER_ROW) {
+        let wa = w[wbase + v];
+        let wb = w[wbase + v + THREADS_PER_ROW];
+        let wc = w[wbase + v + 2u * THREADS_PER_ROW];
+        let wd = w[wbase + v + 3u * THREADS_PER_ROW];
+        accumulate(&acc, wa, v, m0, x_stride_v);
+        accumulate(&acc, wb, v + THREADS_PER_ROW, m0, x_stride_v);
+        accumulate(&acc, wc, v + 2u * THREADS_PER_ROW, m0, x_stride_v);
+        accumulate(&acc, wd, v + 3u * THREADS_PER_ROW, m0, x_stride_v);
+      }
+    }
+    for (; v < p.stride_v; v = v + THREADS_PER_ROW) {
+      accumulate(&acc, w[wbase + v], v, m0, x_stride_v);
     }
   }
   for (var t = 0u; t < TM; t = t + 1u) {

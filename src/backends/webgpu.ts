@@ -1,11 +1,12 @@
 /**
- * WebGPU backend: WGSL kernels (kernels/wgsl) recorded into one command encoder per batch.
+ * WebGPU backend: WGSL kernels (kernels/wgsl) recorded into command encoders.
  *
- * Ops only record; `read()` submits everything recorded since the previous read (one
- * submission for a whole decode step), copies the requested range to a staging buffer and
- * waits for it. Buffers, bind groups and pipelines are reused across steps. Large weights are
- * split into row chunks that each fit one storage binding (151936 x 896 bf16 = 272 MB is three
- * chunks under a 128 MiB limit).
+ * Ops only record; the recorder submits every `submitEvery` dispatches so the GPU works while
+ * the host records the rest of a step, and `read()` submits what is left, copies the
+ * requested range to a staging buffer and returns it as soon as it is mapped (see
+ * webgpu_readback.ts). Buffers, bind groups and pipelines are reused across steps. Large
+ * weights are split into row chunks that each fit one storage binding (151936 x 896 bf16 =
+ * 272 MB is three chunks under a 128 MiB limit).
  */
 import type {
   Backend,
@@ -33,6 +34,7 @@ import {
 } from "./webgpu_resources.ts";
 import { RopeTables } from "./webgpu_rope_table.ts";
 import { WebGpuOps } from "./webgpu_ops.ts";
+import { GpuTimer, type KernelTime } from "./webgpu_timer.ts";
 
 /** Options of `createWebGpuBackend`. */
 export interface WebGpuBackendOptions {
@@ -47,7 +49,32 @@ export interface WebGpuBackendOptions {
   weightChunkBytes?: number;
   /** Threads per weight row in the GEMV kernel (power of two, 1..256); default by shape. */
   gemvThreadsPerRow?: number;
+  /**
+   * Weight words each GEMV thread loads per loop iteration (1, 2 or 4); default 2 with 16 or
+   * fewer threads per row, else 1.
+   */
+  gemvUnroll?: number;
+  /**
+   * Submit recorded work every this many dispatches (0: only at reads and flushes), so the
+   * GPU starts while the host records; default 48.
+   */
+  submitEvery?: number;
+  /**
+   * Return read-back data as soon as it is mapped instead of when the runtime's mapping
+   * promise settles (about 10 ms later in Deno); the promise is still awaited in the
+   * background (`settle()`). Default: true on hardware adapters, false on software ones.
+   */
+  earlyReadback?: boolean;
+  /**
+   * Time every kernel launch with timestamp queries (needs the adapter's "timestamp-query"
+   * feature); read them with `launchTimes()` after each read. For profiling only: every
+   * launch gets a compute pass of its own.
+   */
+  profile?: boolean;
 }
+
+/** Default of `WebGpuBackendOptions.submitEvery`. */
+export const DEFAULT_SUBMIT_EVERY = 48;
 
 const POOL_LIMIT_BYTES = 256 * 1024 * 1024;
 
@@ -64,21 +91,33 @@ export class WebGpuBackend extends WebGpuOps implements Backend {
    * Use `createWebGpuBackend` instead.
    * @param device an open device
    * @param info backend name and device description
-   * @param options binding limit and kernel tuning
+   * @param options binding limit, kernel tuning, submission and read-back behaviour
    */
   constructor(
     device: GPUDevice,
     info: BackendInfo,
-    options: { maxBindingBytes: number; weightChunkBytes: number; gemvThreadsPerRow?: number },
+    options: {
+      maxBindingBytes: number;
+      weightChunkBytes: number;
+      gemvThreadsPerRow?: number;
+      gemvUnroll?: number;
+      submitEvery: number;
+      earlyReadback: boolean;
+      profile: boolean;
+    },
   ) {
     const pipelines = new PipelineCache(device);
-    const recorder = new CommandRecorder(device, pipelines);
+    const recorder = new CommandRecorder(device, pipelines, {
+      submitEvery: options.submitEvery,
+      earlyReadback: options.earlyReadback,
+      timer: options.profile ? new GpuTimer(device) : undefined,
+    });
     const ropeTables = new RopeTables(
       device,
       (b) => recorder.release(b),
       options.maxBindingBytes,
     );
-    super(device, recorder, ropeTables, options.gemvThreadsPerRow);
+    super(device, recorder, ropeTables, options.gemvThreadsPerRow, options.gemvUnroll);
     this.info = info;
     this.maxBindingBytes = options.maxBindingBytes;
     this.weightChunkBytes = options.weightChunkBytes;
@@ -156,11 +195,34 @@ export class WebGpuBackend extends WebGpuOps implements Backend {
     return new Float32Array(bytes.buffer, bytes.byteOffset, n);
   }
 
-  /** Submits recorded work and waits until the GPU has finished it. */
+  /**
+   * Submits recorded work and waits until the GPU has finished it and every early read has
+   * released its staging buffer (nothing is left pending afterwards).
+   */
   async flush(): Promise<void> {
     this.#alive();
     await this.recorder.submit();
     await this.device.queue.onSubmittedWorkDone();
+    await this.recorder.settle();
+  }
+
+  /** Waits until every early read has released its staging buffer (see `earlyReadback`). */
+  async settle(): Promise<void> {
+    await this.recorder.settle();
+  }
+
+  /**
+   * GPU time of each launch of the batch ended by the last read or flush, with the `profile`
+   * option; empty otherwise. Call once per batch, after its read.
+   */
+  async launchTimes(): Promise<{ launches: KernelTime[]; dropped: number }> {
+    this.#alive();
+    return await this.recorder.launchTimes();
+  }
+
+  /** Submissions and early reads so far (how the work reached the GPU and came back). */
+  get stats(): { submissions: number; earlyReads: number } {
+    return { submissions: this.recorder.submissions, earlyReads: this.recorder.earlyReads };
   }
 
   /** Uploads a dense weight (row chunks of at most `weightChunkBytes`). */
@@ -329,7 +391,20 @@ export async function createWebGpuBackend(opts: WebGpuBackendOptions = {}): Prom
         "pass allowFallback: true or use the wasm backend",
     );
   }
-  const device = await openComputeDevice(adapter);
+  const profile = opts.profile ?? false;
+  if (profile && !adapter.features.has("timestamp-query")) {
+    throw new UnsupportedOpError(
+      `Cannot profile the WebGPU backend on '${name}': the adapter lacks the ` +
+        "'timestamp-query' feature; run without the profile option",
+    );
+  }
+  const submitEvery = opts.submitEvery ?? DEFAULT_SUBMIT_EVERY;
+  if (!Number.isInteger(submitEvery) || submitEvery < 0) {
+    throw new RangeError(
+      `Cannot create the WebGPU backend: submitEvery = ${submitEvery}, need an integer >= 0`,
+    );
+  }
+  const device = await openComputeDevice(adapter, profile ? ["timestamp-query"] : []);
   const limit = Math.floor(device.limits.maxStorageBufferBindingSize / 16) * 16;
   const chunk = opts.weightChunkBytes ?? limit;
   if (!Number.isInteger(chunk) || chunk < 64) {
@@ -343,6 +418,10 @@ export async function createWebGpuBackend(opts: WebGpuBackendOptions = {}): Prom
       maxBindingBytes: limit,
       weightChunkBytes: Math.min(limit, Math.floor(chunk / 16) * 16),
       gemvThreadsPerRow: opts.gemvThreadsPerRow,
+      gemvUnroll: opts.gemvUnroll,
+      submitEvery,
+      earlyReadback: opts.earlyReadback ?? !software,
+      profile,
     },
   );
 }

@@ -57,10 +57,13 @@ export function describeAdapter(adapter: GPUAdapter): AdapterDescription {
 }
 
 /**
- * Opens a device on `adapter` with the adapter's maximum compute limits.
+ * Opens a device on `adapter` with the adapter's maximum compute limits and `features`.
  * @throws UnsupportedOpError when the adapter refuses to open a device
  */
-export async function openComputeDevice(adapter: GPUAdapter): Promise<GPUDevice> {
+export async function openComputeDevice(
+  adapter: GPUAdapter,
+  features: GPUFeatureName[] = [],
+): Promise<GPUDevice> {
   const requiredLimits: Record<string, number> = {};
   const limits = adapter.limits as unknown as Record<string, number | undefined>;
   for (const key of WANTED_LIMITS) {
@@ -68,7 +71,7 @@ export async function openComputeDevice(adapter: GPUAdapter): Promise<GPUDevice>
     if (typeof value === "number") requiredLimits[key] = value;
   }
   try {
-    return await adapter.requestDevice({ requiredLimits });
+    return await adapter.requestDevice({ requiredLimits, requiredFeatures: features });
   } catch (e) {
     throw new UnsupportedOpError(
       `Cannot open a WebGPU device on '${describeAdapter(adapter).name}': ${

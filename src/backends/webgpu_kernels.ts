@@ -98,7 +98,9 @@ export function packParams(
     if (float) view.setFloat32(i * 4, value, true);
     else view.setUint32(i * 4, value, true);
   }
-  if (Object.keys(values).length !== fields.length) {
+  let given = 0;
+  for (const _ in values) given++;
+  if (given !== fields.length) {
     const unknown = Object.keys(values).filter((k) => !fields.some((f) => f.name === k));
     throw new TypeError(`Cannot pack params of kernel '${kernel}': unknown fields ${unknown}`);
   }

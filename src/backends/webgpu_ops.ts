@@ -34,11 +34,27 @@ export function attentionSplits(pairs: number, maxLen: number): { splits: number
   return { splits: Math.ceil(maxLen / chunk), chunk };
 }
 
-/** Threads per weight row for the GEMV kernel, from the row length in vec4 words. */
-export function defaultGemvThreadsPerRow(strideVec4: number): number {
+/** GEMV launches with short rows aim for at most this many threads (rows x threads per row). */
+const GEMV_THREADS_TARGET = 131072;
+
+/**
+ * Threads per weight row for the GEMV kernel, from the row length in vec4 words and the
+ * number of rows. Long rows get up to 256 threads; short rows (under 128 words) start at 32
+ * and, in tall matrices, drop to as few as 8 while the launch still has more than
+ * GEMV_THREADS_TARGET threads: each thread then loads more words and the reduction is
+ * shorter (measured on an H200: lm_head 151936 x 896 bf16 at m = 1 takes 0.31 ms with 8
+ * threads per row and 0.50 ms with 32).
+ */
+export function defaultGemvThreadsPerRow(strideVec4: number, rows: number): number {
   let tpr = 32;
   while (tpr < 256 && tpr * 4 <= strideVec4) tpr *= 2;
+  if (tpr === 32) { while (tpr > 8 && rows * tpr > GEMV_THREADS_TARGET) tpr /= 2; }
   return tpr;
+}
+
+/** Weight words per GEMV thread per iteration: 2 for 16 or fewer threads per row, else 1. */
+export function defaultGemvUnroll(threadsPerRow: number): number {
+  return threadsPerRow <= 16 ? 2 : 1;
 }
 
 /** Threads per sparse row for the delta kernel, from the mean non-zeros per row. */
@@ -51,6 +67,7 @@ export function defaultSparseThreadsPerRow(meanNnz: number): number {
 /** The matrix and attention ops, on top of the shared plumbing. */
 export abstract class WebGpuOps extends WebGpuOpsBase {
   #gemvThreadsPerRow?: number;
+  #gemvUnroll?: number;
   #scratchBuffer: GPUBuffer | null = null;
 
   /**
@@ -58,12 +75,15 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
    * @param recorder recorder of that device
    * @param ropeTables rope tables of that device
    * @param gemvThreadsPerRow fixed GEMV threads per row (default: by shape)
+   * @param gemvUnroll fixed weight words each GEMV thread loads per iteration: 1, 2 or 4
+   *   (default: by threads per row)
    */
   constructor(
     device: GPUDevice,
     recorder: CommandRecorder,
     ropeTables: RopeTables,
     gemvThreadsPerRow?: number,
+    gemvUnroll?: number,
   ) {
     super(device, recorder, ropeTables);
     if (gemvThreadsPerRow !== undefined) {
@@ -73,6 +93,10 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
       }
     }
     this.#gemvThreadsPerRow = gemvThreadsPerRow;
+    if (gemvUnroll !== undefined && gemvUnroll !== 1 && gemvUnroll !== 2 && gemvUnroll !== 4) {
+      throw new RangeError(`Cannot use gemvUnroll ${gemvUnroll}: need 1, 2 or 4`);
+    }
+    this.#gemvUnroll = gemvUnroll;
   }
 
   /** Destroys buffers owned by the ops themselves. */
@@ -91,6 +115,7 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
 
   /** out[i, :] = table[ids[i], :] for i < ids.length. */
   embed(out: Tensor, table: Weight, ids: Int32Array): void {
+    this.recorder.boundary();
     const o = this.tensor(out, "embed output");
     const w = this.weight(table, "embedding table");
     const m = ids.length;
@@ -118,6 +143,7 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
 
   /** out[m, w.rows] = x[m, w.cols] @ w^T (+ bias[w.rows]). */
   matmul(out: Tensor, x: Tensor, w: Weight, m: number, bias?: Tensor): void {
+    this.recorder.boundary();
     const o = this.tensor(out, "matmul output");
     const xt = this.tensor(x, "matmul input");
     const wt = this.weight(w, "matmul weight");
@@ -136,14 +162,15 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
     const resources = (c: GPUBuffer) => [c, xt.buffer, o.buffer, b ? b.buffer : this.unusedBuffer];
     if (m <= GEMV_MAX_ROWS && wt.cols % perVec4 === 0) {
       const strideV = wt.cols / perVec4;
-      const tpr = this.#gemvThreadsPerRow ?? defaultGemvThreadsPerRow(strideV);
       for (const c of wt.chunks) {
+        const tpr = this.#gemvThreadsPerRow ?? defaultGemvThreadsPerRow(strideV, c.rows);
+        const unroll = this.#gemvUnroll ?? defaultGemvUnroll(tpr);
         const groups = Math.ceil(c.rows / (256 / tpr));
         this.#rowBlocks(m, (tm, mBase, blocks) => {
           const [gx, gy] = splitGrid(groups, this.maxPerDim);
           this.recorder.dispatch({
             kernel: "matmul_gemv",
-            constants: { DTYPE: dtype, THREADS_PER_ROW: tpr, TM: tm },
+            constants: { DTYPE: dtype, THREADS_PER_ROW: tpr, TM: tm, UNROLL: unroll },
             params: {
               rows: c.rows,
               cols: wt.cols,
@@ -186,6 +213,7 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
     rowOffset: number,
     m: number,
   ): void {
+    this.recorder.boundary();
     const o = this.tensor(out, "sparse delta output");
     const xt = this.tensor(x, "sparse delta input");
     const st = this.sparse(s, "sparse delta matrix");
@@ -228,6 +256,7 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
 
   /** w += scale * s in place, rounding each updated element to w's dtype. */
   scatterAdd(w: Weight, s: SparseWeight, scale: number): void {
+    this.recorder.boundary();
     const wt = this.weight(w, "scatter-add target");
     const st = this.sparse(s, "scatter-add matrix");
     if (wt.rows !== st.rows || wt.cols !== st.cols) {
@@ -264,6 +293,7 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
 
   /** Causal grouped-query attention of q rows over the cache, written to the rows of out. */
   attention(out: Tensor, q: Tensor, args: AttentionArgs): void {
+    this.recorder.boundary();
     const { numHeads, numKvHeads, headDim, layer, rowOffset, m, startPos } = args;
     const c = this.kvCache(args.cache, layer, startPos, m);
     const o = this.tensor(out, "attention output");

@@ -106,6 +106,7 @@ export abstract class WebGpuOpsBase {
 
   /** out[i] = x[i] / rms(x[i]) * gamma over m rows of gamma.size columns. */
   rmsNorm(out: Tensor, x: Tensor, gamma: Tensor, m: number, eps: number): void {
+    this.recorder.boundary();
     const o = this.tensor(out, "rmsNorm output");
     const xt = this.tensor(x, "rmsNorm input");
     const g = this.tensor(gamma, "rmsNorm gamma");
@@ -130,6 +131,7 @@ export abstract class WebGpuOpsBase {
     positions: Int32Array,
     theta: number,
   ): void {
+    this.recorder.boundary();
     const xt = this.tensor(x, "rope input");
     count(m, "m");
     count(numHeads, "numHeads");
@@ -167,6 +169,7 @@ export abstract class WebGpuOpsBase {
     m: number,
     startPos: number,
   ): void {
+    this.recorder.boundary();
     const c = this.kvCache(cache, layer, startPos, m);
     const kt = this.tensor(k, "kvWrite keys");
     const vt = this.tensor(v, "kvWrite values");
@@ -203,6 +206,7 @@ export abstract class WebGpuOpsBase {
 
   /** dst[dstOffset + i] = src[srcOffset + i] for i < n. */
   copy(dst: Tensor, dstOffset: number, src: Tensor, srcOffset: number, n: number): void {
+    this.recorder.boundary();
     const d = this.tensor(dst, "copy target");
     const s = this.tensor(src, "copy source");
     count(dstOffset, "dstOffset");
@@ -222,6 +226,7 @@ export abstract class WebGpuOpsBase {
   }
 
   #elementwise(kernel: "add" | "silu_mul", out: Tensor, a: Tensor, b: Tensor, n: number): void {
+    this.recorder.boundary();
     const o = this.tensor(out, `${kernel} output`);
     const at = this.tensor(a, `${kernel} input`);
     const bt = this.tensor(b, `${kernel} input`);
