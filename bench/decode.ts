@@ -7,8 +7,8 @@
  */
 import type { Backend } from "../src/backends/backend.ts";
 import type { ModelConfig } from "../src/model/config.ts";
-import { Transformer } from "../src/model/forward.ts";
-import { freeModelWeights } from "../src/model/weights.ts";
+import { type RouteDeltas, Transformer } from "../src/model/forward.ts";
+import { freeModelWeights, type ModelWeights, PROJECTIONS } from "../src/model/weights.ts";
 import { randomModelWeights, randomRouteDeltas, weightBytesPerToken } from "./random_model.ts";
 
 /** Options of one decode measurement. */
@@ -20,6 +20,11 @@ export interface DecodeOptions {
   routedLayers?: number[];
   experts?: number;
   density?: number;
+  /**
+   * Materialize the route instead: W = D + sum w S on the routed layers
+   * (one weight copy per route), then decode with dense kernels only.
+   */
+  materialize?: boolean;
 }
 
 /** Result of one decode measurement. */
@@ -33,6 +38,8 @@ export interface DecodeResult {
   /** Weight bytes read per step (all matrices once). */
   bytesPerStep: number;
   routedLayers: number;
+  /** "dense", "delta" (sparse kernels) or "materialize" (route folded into weights). */
+  path: string;
   sparseBytes: number;
 }
 
@@ -59,21 +66,31 @@ export async function measureDecode(model: Transformer, o: DecodeOptions): Promi
   const deltas = o.routedLayers?.length
     ? randomRouteDeltas(model.backend, c, o.routedLayers, o.experts ?? 2, o.density ?? 0.1)
     : undefined;
+  const weights = deltas && o.materialize
+    ? materializeRoute(model, o.routedLayers!, deltas)
+    : undefined;
+  const run = weights ? undefined : deltas;
   const caches = Array.from({ length: o.batch }, () => model.newCache(o.prompt + o.tokens + 1));
   const prompt = Int32Array.from({ length: o.prompt }, (_, i) => (i * 7919 + 11) % c.vocabSize);
   try {
     const t0 = performance.now();
-    await model.step(caches.map((cache) => ({ ids: prompt, cache, startPos: 0, deltas })));
+    await model.step(
+      caches.map((cache) => ({ ids: prompt, cache, startPos: 0, deltas: run })),
+      { weights },
+    );
     const ttftMs = performance.now() - t0;
     const times: number[] = [];
     for (let t = 0; t < o.tokens; t++) {
       const s = performance.now();
-      await model.step(caches.map((cache, i) => ({
-        ids: Int32Array.of((t * 31 + i) % c.vocabSize),
-        cache,
-        startPos: o.prompt + t,
-        deltas,
-      })));
+      await model.step(
+        caches.map((cache, i) => ({
+          ids: Int32Array.of((t * 31 + i) % c.vocabSize),
+          cache,
+          startPos: o.prompt + t,
+          deltas: run,
+        })),
+        { weights },
+      );
       times.push((performance.now() - s) / 1000);
     }
     const stepSeconds = median(times);
@@ -85,9 +102,25 @@ export async function measureDecode(model: Transformer, o: DecodeOptions): Promi
       tokensPerSecond: o.batch / stepSeconds,
       bytesPerStep: weightBytesPerToken(c),
       routedLayers: o.routedLayers?.length ?? 0,
+      path: !deltas ? "dense" : weights ? "materialize" : "delta",
       sparseBytes: deltas?.bytes ?? 0,
     };
   } finally {
     for (const cache of caches) model.backend.free(cache);
   }
+}
+
+/** The model's weights with `deltas` folded into copies of the routed layers' projections. */
+function materializeRoute(model: Transformer, layers: number[], deltas: RouteDeltas): ModelWeights {
+  const b = model.backend, base = model.weights;
+  const out = { ...base, layers: base.layers.slice() };
+  for (const l of layers) {
+    const linear = { ...base.layers[l].linear };
+    for (const p of PROJECTIONS) {
+      linear[p] = b.cloneWeight(linear[p]);
+      for (const d of deltas.get(l, p) ?? []) b.scatterAdd(linear[p], d.sparse, d.scale);
+    }
+    out.layers[l] = { ...base.layers[l], linear };
+  }
+  return out;
 }

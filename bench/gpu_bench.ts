@@ -2,7 +2,8 @@
  * GPU benchmark (run on the H200 machine; see bench/RESULTS.md for the command):
  * decode tokens/s and time to first token of a random-weight model with the
  * full Qwen2.5-0.5B configuration on the WebGPU backend at batch 1 and 8; the
- * Mediator routed path (sparse experts on half the layers, two experts mixed)
+ * Mediator routed path (sparse experts on half the layers, two experts mixed,
+ * applied as deltas and materialized)
  * against the dense path; and the HBM bound (weight bytes per step over the
  * copy bandwidth measured in the same run with copyBufferToBuffer). Prints one
  * JSON line; the PyTorch peer (bench/torch_decode.py) runs in the same command.
@@ -51,17 +52,20 @@ const model = buildModel(backend, config);
 const runs = [];
 for (const batch of [1, 8]) runs.push(await measureDecode(model, { batch, prompt, tokens }));
 const half = Array.from({ length: Math.ceil(config.numLayers / 2) }, (_, i) => i * 2);
-for (const batch of [1, 8]) {
-  runs.push(
-    await measureDecode(model, {
-      batch,
-      prompt,
-      tokens,
-      routedLayers: half,
-      experts: 2,
-      density: 0.1,
-    }),
-  );
+for (const materialize of [false, true]) {
+  for (const batch of [1, 8]) {
+    runs.push(
+      await measureDecode(model, {
+        batch,
+        prompt,
+        tokens,
+        routedLayers: half,
+        experts: 2,
+        density: 0.1,
+        materialize,
+      }),
+    );
+  }
 }
 freeModel(model);
 const device = backend.info.device;
