@@ -12,15 +12,9 @@
  * Run: `deno run -A bench/kernels_bench.ts [--quick]`. Prints a markdown table; writes
  * bench/out/kernels.json.
  */
+import { measureDramBandwidth } from "./dram_bandwidth.ts";
 import { createWasmBackend, type WasmBackend } from "../src/backends/wasm.ts";
 import type { SparseMatrixData, Weight } from "../src/backends/backend.ts";
-import {
-  compileKernels,
-  createSharedMemory,
-  instantiateKernels,
-  WASM_PAGE_BYTES,
-} from "../src/backends/wasm_module.ts";
-import { WasmThreadPool } from "../src/backends/wasm_pool.ts";
 
 const QUICK = Deno.args.includes("--quick");
 const REPS = QUICK ? 3 : 7;
@@ -103,25 +97,8 @@ function timeOps(n: number, pass: () => void): number {
 }
 
 /** DRAM read bandwidth (GB/s) of `threads` threads summing a 512 MiB buffer. */
-async function measureBandwidth(threads: number): Promise<number> {
-  const bytes = 512 * 1048576;
-  const module = await compileKernels();
-  const memory = createSharedMemory(Math.ceil(bytes / WASM_PAGE_BYTES) + 8);
-  const kernels = instantiateKernels(module, memory);
-  const base = kernels.heapBase();
-  new Uint8Array(memory.buffer, base, bytes).fill(1); // touch every page
-  const pool = await WasmThreadPool.create(module, memory, kernels, threads);
-  try {
-    const per = Math.ceil(bytes / threads / 64) * 64;
-    const ranges = Array.from(
-      { length: threads },
-      (_, t) => [t * per, Math.min(bytes, (t + 1) * per)],
-    ).flat();
-    const ms = timeOps(1, () => pool.run("sumBytes", [base], ranges));
-    return bytes / ms / 1e6;
-  } finally {
-    pool.dispose();
-  }
+function measureBandwidth(threads: number): Promise<number> {
+  return measureDramBandwidth(threads, 512, REPS);
 }
 
 /** A worker running onnxruntime-web with `threads` threads. */
