@@ -9,6 +9,7 @@
  * Reports tokens/s, p50/p99 time to first token, errors (must be 0) and memory
  * before/after; writes the figures as JSON under bench/out/.
  */
+import { streamOnce } from "./sse_client.ts";
 import { parseArgs } from "node:util";
 import type { BackendName } from "../src/backends/select.ts";
 import { createApp } from "../src/server/app.ts";
@@ -28,54 +29,6 @@ interface PhaseResult {
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
-}
-
-/** One streamed chat request: time to first content and completion tokens (from usage). */
-async function streamOnce(
-  url: string,
-  model: string,
-  prompt: string,
-  maxTokens: number,
-  seed: number,
-): Promise<{ ttftMs: number; tokens: number }> {
-  const t0 = performance.now();
-  const res = await fetch(`${url}/v1/chat/completions`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      model,
-      messages: [{ role: "user", content: prompt }],
-      max_tokens: maxTokens,
-      temperature: 0.8,
-      seed,
-      stream: true,
-      stream_options: { include_usage: true },
-    }),
-  });
-  if (res.status !== 200 || !res.body) {
-    throw new Error(`status ${res.status}: ${await res.text()}`);
-  }
-  let ttftMs = NaN, tokens = -1, buffered = "";
-  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-  for (let i = 0; i < 100_000; i++) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    buffered += value;
-    let cut;
-    while ((cut = buffered.indexOf("\n\n")) >= 0) {
-      const event = buffered.slice(0, cut).replace(/^data: /, "");
-      buffered = buffered.slice(cut + 2);
-      if (event === "[DONE]") continue;
-      const chunk = JSON.parse(event);
-      if (chunk.error) throw new Error(chunk.error.message);
-      if (Number.isNaN(ttftMs) && chunk.choices?.[0]?.delta?.content) {
-        ttftMs = performance.now() - t0;
-      }
-      if (chunk.usage) tokens = chunk.usage.completion_tokens;
-    }
-  }
-  if (tokens < 0) throw new Error("the stream ended without a usage chunk");
-  return { ttftMs, tokens };
 }
 
 /** `streams` clients loop over the prompts until `seconds` pass (each at most 10000 requests). */

@@ -4,6 +4,7 @@
  * the batch mixes routes), with tokens/s, p50/p99 time to first token, errors
  * and memory before/after.
  */
+import { streamOnce } from "./sse_client.ts";
 import { createApp } from "../src/server/app.ts";
 import type { Engine } from "../src/server/engine.ts";
 
@@ -31,53 +32,6 @@ export function percentile(sorted: readonly number[], p: number): number {
 }
 
 const mib = (n: number) => n / 2 ** 20;
-
-/** One streamed chat request: time to first content, completion tokens and route. */
-async function streamOnce(
-  url: string,
-  model: string,
-  prompt: string,
-  maxTokens: number,
-  seed: number,
-): Promise<{ ttftMs: number; tokens: number; expert: string }> {
-  const t0 = performance.now();
-  const res = await fetch(`${url}/v1/chat/completions`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      model,
-      messages: [{ role: "user", content: prompt }],
-      max_tokens: maxTokens,
-      temperature: 0.8,
-      seed,
-      stream: true,
-      stream_options: { include_usage: true },
-    }),
-  });
-  if (res.status !== 200 || !res.body) throw new Error(`status ${res.status}: ${await res.text()}`);
-  let ttftMs = NaN, tokens = -1, expert = "dense", buffered = "";
-  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-  for (let i = 0; i < 100_000; i++) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    buffered += value;
-    let cut;
-    while ((cut = buffered.indexOf("\n\n")) >= 0) {
-      const event = buffered.slice(0, cut).replace(/^data: /, "");
-      buffered = buffered.slice(cut + 2);
-      if (event === "[DONE]") continue;
-      const chunk = JSON.parse(event);
-      if (chunk.error) throw new Error(chunk.error.message);
-      if (chunk.mediator) expert = chunk.mediator.experts[0] ?? "dense";
-      if (Number.isNaN(ttftMs) && chunk.choices?.[0]?.delta?.content) {
-        ttftMs = performance.now() - t0;
-      }
-      if (chunk.usage) tokens = chunk.usage.completion_tokens;
-    }
-  }
-  if (tokens < 0) throw new Error("the stream ended without a usage chunk");
-  return { ttftMs, tokens, expert };
-}
 
 /**
  * Serve `engine` on 127.0.0.1 (port 0) and run `streams` clients over
