@@ -11,7 +11,7 @@ import {
   sparseEncodedSizes,
 } from "../src/merge/sparse_codec.ts";
 import { denseExpert } from "../src/merge/vectors.ts";
-import { bf16ToF32, f32ToBf16 } from "../src/tensor/dtype.ts";
+import { bf16ToF32 } from "../src/tensor/dtype.ts";
 
 /** Heavy-tailed values (like weight deltas) with some exact zeros and ties. */
 function randomResidual(n: number, seed: number): Float32Array {
