@@ -52,7 +52,7 @@ const model = buildModel(backend, config);
 const runs = [];
 for (const batch of [1, 8]) runs.push(await measureDecode(model, { batch, prompt, tokens }));
 const half = Array.from({ length: Math.ceil(config.numLayers / 2) }, (_, i) => i * 2);
-for (const materialize of [false, true]) {
+for (const materialize of [true, false]) {
   for (const batch of [1, 8]) {
     runs.push(
       await measureDecode(model, {
@@ -67,6 +67,8 @@ for (const materialize of [false, true]) {
     );
   }
 }
+// Dense again, to bracket the run-to-run noise of the batch-1 step.
+runs.push(await measureDecode(model, { batch: 1, prompt, tokens }));
 freeModel(model);
 const device = backend.info.device;
 backend.dispose();
