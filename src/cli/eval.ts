@@ -14,6 +14,7 @@ const USAGE = `Usage: deno task eval --model DIR|URL --eval NAME=FILE.jsonl ... 
   --max-tokens N             greedy tokens per answer (default 16)
   --limit N                  first N examples per task
   --backend NAME             auto | reference | wasm | webgpu
+  --threads N                wasm backend threads (default: all cores)
   --json                     print the result as JSON`;
 
 if (import.meta.main) {
@@ -28,6 +29,7 @@ if (import.meta.main) {
         "max-tokens": { type: "string", default: "16" },
         limit: { type: "string" },
         backend: { type: "string", default: "auto" },
+        threads: { type: "string" },
         json: { type: "boolean", default: false },
         help: { type: "boolean", default: false },
       },
@@ -55,7 +57,9 @@ if (import.meta.main) {
       };
     }));
     const route = v.route === "auto" || v.route === "oracle" ? v.route : { expert: v.route! };
-    const { backend, choice } = await selectBackend(v.backend as "auto");
+    const { backend, choice } = await selectBackend(v.backend as "auto", {
+      threads: v.threads === undefined ? undefined : Number(v.threads),
+    });
     try {
       const answerer = await openAnswerer(openStorage(v.model), backend, route, v.apply);
       try {

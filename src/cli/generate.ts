@@ -17,6 +17,7 @@ const USAGE = `Usage: deno task generate --model DIR --prompt TEXT [options]
   --input-ids 1,2,3      token ids instead of --prompt
   --max-tokens N         new tokens (default 32)
   --backend NAME         auto | reference | wasm | webgpu (default auto)
+  --threads N            wasm backend threads (default: all cores)
   --temperature T --top-k K --top-p P --repetition-penalty R --seed S
   --stop STR             stop string (repeatable)
   --json                 print one JSON object: input_ids, output_ids, text, last_logits`;
@@ -32,6 +33,7 @@ if (import.meta.main) {
         "input-ids": { type: "string" },
         "max-tokens": { type: "string", default: "32" },
         backend: { type: "string", default: "auto" },
+        threads: { type: "string" },
         temperature: { type: "string" },
         "top-k": { type: "string" },
         "top-p": { type: "string" },
@@ -55,7 +57,9 @@ if (import.meta.main) {
       }
       return n;
     };
-    const { backend, choice } = await selectBackend(values.backend as "auto");
+    const { backend, choice } = await selectBackend(values.backend as "auto", {
+      threads: values.threads === undefined ? undefined : Number(values.threads),
+    });
     try {
       const { model, tokenizer, config } = await loadHfModel(openStorage(values.model), backend);
       let inputIds: number[];
