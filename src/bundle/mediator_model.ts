@@ -78,6 +78,13 @@ export interface MediatorOptions {
 export interface PrepareOptions {
   /** Runs backend work where no forward step runs (a scheduler's `exclusive`). */
   exclusive?: <T>(fn: () => Promise<T>) => Promise<T>;
+  /**
+   * Return at once, with deltas that fill in layer by layer as their blocks
+   * arrive (`RouteDeltas.ready`): prefill starts while the route is fetched.
+   * A fetch failure then fails the request at that layer, so this is ignored
+   * with `onExpertError: "dense"`, whose fallback must be known up front.
+   */
+  progressive?: boolean;
 }
 
 /** Checkpoint reads verified against the manifest's per-tensor sha256. */
@@ -122,6 +129,22 @@ class Deltas implements RouteDeltas {
   }
   get(layer: number, proj: Projection): readonly LinearDelta[] | undefined {
     return this.#map.get(`${layer}.${proj}`);
+  }
+}
+
+/** Deltas whose layers arrive one by one while the route's blocks are fetched. */
+class ProgressiveDeltas extends Deltas {
+  readonly #pending = new Map<number, Promise<void>>();
+  /** Track a layer whose deltas `arrival` adds; it is ready once `arrival` settles. */
+  track(layer: number, arrival: Promise<void>): void {
+    const p = arrival.then(() => {
+      if (this.#pending.get(layer) === p) this.#pending.delete(layer);
+    });
+    p.catch(() => {}); // a failure is seen by the step that awaits it, if any
+    this.#pending.set(layer, p);
+  }
+  ready(layer: number): Promise<void> | undefined {
+    return this.#pending.get(layer);
   }
 }
 
@@ -250,6 +273,14 @@ export class MediatorModel {
       return { decision, release: () => {} };
     }
     const wanted = decision.experts.flatMap((e) => this.#routed.map((u) => ({ e, u })));
+    const key = decision.experts.map((e, i) => `${e}:${decision.weights[i].toFixed(4)}`).join(",");
+    const materialize = this.#materializes(decision);
+    if (
+      opts.progressive && this.options.onExpertError !== "dense" &&
+      !(materialize && this.#materialized.has(key))
+    ) {
+      return this.#prepareProgressive(decision, wanted, key, materialize, opts);
+    }
     const settled = await Promise.allSettled(wanted.map(({ e, u }) => this.experts.acquire(e, u)));
     const failed = settled.find((s) => s.status === "rejected") as
       | PromiseRejectedResult
@@ -272,8 +303,7 @@ export class MediatorModel {
       weight: decision.weights[decision.experts.indexOf(wanted[i].e)],
       unit: (s as PromiseFulfilledResult<UnitSparse>).value,
     }));
-    const key = decision.experts.map((e, i) => `${e}:${decision.weights[i].toFixed(4)}`).join(",");
-    if (!this.#materializes(decision)) {
+    if (!materialize) {
       return { decision, deltas: this.#deltasFor(key, parts), release: releaseAll };
     }
     // materialize: one weight set per distinct route, cached and pinned while used.
@@ -287,6 +317,68 @@ export class MediatorModel {
     } finally {
       releaseAll();
     }
+  }
+
+  /**
+   * Progressive delta route: every block fetch starts now; each layer's deltas
+   * are added as its blocks arrive. A route that should be materialized is
+   * built in the background (between steps) for the requests that follow.
+   */
+  #prepareProgressive(
+    decision: RouteDecision,
+    wanted: { e: string; u: string }[],
+    key: string,
+    materialize: boolean,
+    opts: PrepareOptions,
+  ): PreparedRoute {
+    const deltas = new ProgressiveDeltas();
+    const loads = wanted.map(({ e, u }) => this.experts.acquire(e, u));
+    const byLayer = new Map<number, Promise<void>[]>();
+    loads.forEach((load, i) => {
+      const layer = Number(wanted[i].u.split(".")[1]);
+      const weight = decision.weights[decision.experts.indexOf(wanted[i].e)];
+      const added = load.then((unit) => {
+        for (const t of unit.tensors) {
+          deltas.add(unit.layer, t.proj, { sparse: t.sparse, scale: weight });
+        }
+      });
+      byLayer.set(layer, [...(byLayer.get(layer) ?? []), added]);
+    });
+    for (const [layer, parts] of byLayer) deltas.track(layer, Promise.all(parts).then(() => {}));
+    const settled = Promise.allSettled(loads);
+    if (materialize) {
+      // Warm the materialized route for later requests; errors surface in this request.
+      settled.then(async (all) => {
+        if (all.some((s) => s.status === "rejected") || this.#materialized.has(key)) return;
+        // Pin the blocks again: this request may end (and unpin) before the build runs.
+        const units = await Promise.all(wanted.map(({ e, u }) => this.experts.acquire(e, u)));
+        try {
+          const parts = units.map((unit, i) => ({
+            weight: decision.weights[decision.experts.indexOf(wanted[i].e)],
+            unit,
+          }));
+          const exclusive = opts.exclusive ?? ((fn) => fn());
+          await this.#materialized.acquire(
+            key,
+            () => exclusive(() => Promise.resolve(this.#materialize(parts))),
+          );
+          this.#materialized.release(key);
+        } finally {
+          for (const { e, u } of wanted) this.experts.release(e, u);
+        }
+      }).catch(() => {});
+    }
+    return {
+      decision,
+      deltas,
+      release: () => {
+        settled.then((all) =>
+          all.forEach((s, i) => {
+            if (s.status === "fulfilled") this.experts.release(wanted[i].e, wanted[i].u);
+          })
+        );
+      },
+    };
   }
 
   /** Whether a route runs on materialized weights (see ApplyMode). */

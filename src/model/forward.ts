@@ -26,6 +26,12 @@ export interface LinearDelta {
 export interface RouteDeltas {
   /** Deltas for a projection of a layer; undefined or empty when the layer is not routed. */
   get(layer: number, proj: Projection): readonly LinearDelta[] | undefined;
+  /**
+   * For routes still being fetched: a promise that settles when `layer`'s deltas
+   * are in (undefined once they are). The step awaits it before that layer, so
+   * a prompt's prefill runs its early layers while later blocks still arrive.
+   */
+  ready?(layer: number): Promise<void> | undefined;
 }
 
 /** One sequence's share of a batched step. */
@@ -222,6 +228,8 @@ export class Transformer {
     const nLayers = opts.stopAfterLayer ?? c.numLayers;
     for (let l = 0; l < nLayers; l++) {
       const L = W.layers[l];
+      const pending = entries.map((e) => e.deltas?.ready?.(l)).filter((p) => p !== undefined);
+      if (pending.length > 0) await Promise.all(pending);
       // Attention block.
       b.rmsNorm(ws.h, ws.x, L.inputNorm, rows, c.rmsNormEps);
       this.#linear(ws.q, ws.h, L, l, "q", rows, entries, offsets, order);

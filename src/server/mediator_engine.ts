@@ -69,7 +69,11 @@ class BundleRoutes {
 
   constructor(readonly bundle: MediatorModel) {}
 
-  /** Router under the scheduler's lock, then the route's experts (fetched in parallel). */
+  /**
+   * Router under the scheduler's lock, then the route's experts: every block is
+   * fetched in parallel and prefill starts at once, each layer waiting for its own
+   * blocks (materialized routes, once built, are used directly).
+   */
   resolve(
     ids: readonly number[],
     forced: string | undefined,
@@ -79,7 +83,11 @@ class BundleRoutes {
       const decision = forced === undefined
         ? await context.exclusive(() => this.bundle.decide(ids))
         : await this.bundle.decide(ids, forced);
-      const prepared = await this.bundle.prepare(decision, { exclusive: context.exclusive });
+      // Prefill starts while the route's blocks are still arriving (layer by layer).
+      const prepared = await this.bundle.prepare(decision, {
+        exclusive: context.exclusive,
+        progressive: true,
+      });
       if (prepared.decision.fallback !== undefined) this.fallbacks++;
       let released = false;
       return {
