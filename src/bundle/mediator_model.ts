@@ -275,8 +275,9 @@ export class MediatorModel {
     const wanted = decision.experts.flatMap((e) => this.#routed.map((u) => ({ e, u })));
     const key = decision.experts.map((e, i) => `${e}:${decision.weights[i].toFixed(4)}`).join(",");
     const materialize = this.#materializes(decision);
+    const cold = wanted.some(({ e, u }) => !this.experts.isCached(e, u));
     if (
-      opts.progressive && this.options.onExpertError !== "dense" &&
+      opts.progressive && cold && this.options.onExpertError !== "dense" &&
       !(materialize && this.#materialized.has(key))
     ) {
       return this.#prepareProgressive(decision, wanted, key, materialize, opts);
