@@ -12,13 +12,12 @@
 import type { Backend } from "../backends/backend.ts";
 import { BundleFormatError } from "../errors.ts";
 import { type ModelConfig, parseHfConfig } from "../model/config.ts";
-import { type LinearDelta, type RouteDeltas, Transformer } from "../model/forward.ts";
+import { type RouteDeltas, Transformer } from "../model/forward.ts";
 import {
   type LayerWeights,
   loadModelWeights,
   type ModelWeights,
   type Projection,
-  type TensorSource,
 } from "../model/weights.ts";
 import { routerFeatures } from "../router/features.ts";
 import type { Router } from "../router/router.ts";
@@ -31,6 +30,8 @@ import { ExpertStore, type UnitSparse } from "./expert_store.ts";
 import { ByteLru } from "./lru.ts";
 import { type BundleManifest, routedUnits } from "./manifest.ts";
 import { readManifest, readVerified } from "./reader.ts";
+import { Deltas, ProgressiveDeltas } from "./route_deltas.ts";
+import { VerifiedDense } from "./verified_dense.ts";
 
 /**
  * How routed layers are applied: `delta` (sparse kernels, no weight copies),
@@ -85,67 +86,6 @@ export interface PrepareOptions {
    * with `onExpertError: "dense"`, whose fallback must be known up front.
    */
   progressive?: boolean;
-}
-
-/** Checkpoint reads verified against the manifest's per-tensor sha256. */
-class VerifiedDense implements TensorSource {
-  readonly #hashes: Map<string, { sha256: string; offset: number; length: number }>;
-  constructor(readonly ckpt: Checkpoint, readonly storage: ByteStorage, manifest: BundleManifest) {
-    this.#hashes = new Map(manifest.dense.tensors.map((t) => [t.name, t]));
-  }
-  info(name: string) {
-    return this.ckpt.info(name);
-  }
-  has(name: string) {
-    return this.ckpt.has(name);
-  }
-  read(name: string): Promise<Uint8Array> {
-    const h = this.#hashes.get(name);
-    const i = this.ckpt.info(name);
-    if (!h || h.offset !== i.offset || h.length !== i.length) {
-      throw new BundleFormatError(
-        `Cannot load dense tensor '${name}': model.safetensors and manifest.json disagree about it; the bundle is corrupt`,
-      );
-    }
-    return readVerified(
-      this.storage,
-      i.file,
-      i.offset,
-      i.length,
-      h.sha256,
-      `dense tensor '${name}'`,
-    );
-  }
-}
-
-/** Sum of sparse deltas of a route, by layer and projection. */
-class Deltas implements RouteDeltas {
-  readonly #map = new Map<string, LinearDelta[]>();
-  add(layer: number, proj: Projection, d: LinearDelta): void {
-    const k = `${layer}.${proj}`;
-    const list = this.#map.get(k);
-    if (list) list.push(d);
-    else this.#map.set(k, [d]);
-  }
-  get(layer: number, proj: Projection): readonly LinearDelta[] | undefined {
-    return this.#map.get(`${layer}.${proj}`);
-  }
-}
-
-/** Deltas whose layers arrive one by one while the route's blocks are fetched. */
-class ProgressiveDeltas extends Deltas {
-  readonly #pending = new Map<number, Promise<void>>();
-  /** Track a layer whose deltas `arrival` adds; it is ready once `arrival` settles. */
-  track(layer: number, arrival: Promise<void>): void {
-    const p = arrival.then(() => {
-      if (this.#pending.get(layer) === p) this.#pending.delete(layer);
-    });
-    p.catch(() => {}); // a failure is seen by the step that awaits it, if any
-    this.#pending.set(layer, p);
-  }
-  ready(layer: number): Promise<void> | undefined {
-    return this.#pending.get(layer);
-  }
 }
 
 /** A bundle loaded for serving. */
