@@ -97,8 +97,8 @@ export function randomBytes(n: number): Uint8Array<ArrayBuffer> {
 
 /** A fresh bucket name, unique per call. */
 export function uniqueBucketName(): string {
-  const rand = crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
-  return `mediator-test-${Date.now().toString(36)}-${rand}`;
+  const [a, b] = crypto.getRandomValues(new Uint32Array(2));
+  return `mediator-test-${a.toString(36)}-${b.toString(36)}`;
 }
 
 /**
