@@ -94,7 +94,11 @@ export async function openMergeInputs(
     }
   };
   const base = await open("base", baseDir);
-  const models = await Promise.all(experts.map((e) => open(e.name, e.dir)));
+  // Settle every open before reporting a failure: no read is left in flight.
+  const opened = await Promise.allSettled(experts.map((e) => open(e.name, e.dir)));
+  const failed = opened.find((r) => r.status === "rejected");
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+  const models = opened.map((r) => (r as PromiseFulfilledResult<MergeModel>).value);
 
   const c = base.hf.config;
   for (const m of models) {

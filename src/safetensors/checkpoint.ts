@@ -105,7 +105,8 @@ export class Checkpoint {
     where: string,
   ): Promise<Checkpoint> {
     const index = parseShardIndex(await storage.readAll(indexPath), indexPath);
-    const headers = await Promise.all(index.shards.map(async (shard) => {
+    // Settle every shard read before reporting a failure: no read is left in flight.
+    const settled = await Promise.allSettled(index.shards.map(async (shard) => {
       const path = join(folder, shard);
       const size = await sizeOrMissing(storage, path);
       if (size === null) {
@@ -118,6 +119,11 @@ export class Checkpoint {
       }
       return await readSafetensorsHeader(storage, path, size);
     }));
+    const failed = settled.find((r) => r.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    const headers = settled.map((r) =>
+      (r as PromiseFulfilledResult<Awaited<ReturnType<typeof readSafetensorsHeader>>>).value
+    );
 
     const byFile = new Map<string, Map<string, TensorInfo>>();
     const metadata: Record<string, string> = {};
