@@ -211,6 +211,50 @@ export function runBackendSuite(
     );
   }
 
+  test("matmul with sparse deltas on row windows matches", async (p, rng) => {
+    // Decode-sized m (a backend may fuse a delta into the GEMV) and m past the GEMV limit;
+    // deltas on disjoint windows, two on one window, one empty, f16 and bf16 values.
+    for (const [m, rows, cols] of [[1, 33, 64], [3, 64, 896], [8, 17, 40], [11, 31, 72]]) {
+      const [w1, w2] = uploadW(p, randomF32(rows * cols, rng), "bf16", rows, cols);
+      const [x1, x2] = upload(p, randomF32(m * cols, rng));
+      const [b1, b2] = upload(p, randomF32(rows, rng));
+      const cut = Math.floor(m / 2);
+      const specs = [
+        { density: 0.2, dtype: "bf16", scale: 0.5, rowOffset: 0, m: cut },
+        { density: 0.1, dtype: "f16", scale: -1.25, rowOffset: cut, m: m - cut },
+        { density: 0.05, dtype: "bf16", scale: 2, rowOffset: cut, m: m - cut },
+        { density: 0, dtype: "bf16", scale: 1, rowOffset: 0, m },
+      ] as const;
+      const pairs = specs.map((s) => {
+        const sd = randomSparse(rows, cols, s.density, rng, s.dtype);
+        return [p.be.uploadSparse(sd), p.ref.uploadSparse(sd)];
+      });
+      const deltas = (k: 0 | 1) =>
+        specs.map((s, i) => ({
+          sparse: pairs[i][k],
+          scale: s.scale,
+          rowOffset: s.rowOffset,
+          m: s.m,
+        }));
+      const o1 = p.be.alloc(m * rows), o2 = p.ref.alloc(m * rows);
+      p.be.matmul(o1, x1, w1, m, b1, deltas(0));
+      p.ref.matmul(o2, x2, w2, m, b2, deltas(1));
+      await compare(p, o1, o2, tol.bf16, `matmul + deltas m=${m} ${rows}x${cols}`);
+      // The fused delta alone, on the last row only.
+      const one = [{ sparse: pairs[1][0], scale: 3, rowOffset: m - 1, m: 1 }];
+      p.be.matmul(o1, x1, w1, m, undefined, one);
+      p.ref.matmul(o2, x2, w2, m, undefined, [{ ...one[0], sparse: pairs[1][1] }]);
+      await compare(p, o1, o2, tol.bf16, `matmul + one delta m=${m} ${rows}x${cols}`);
+      for (const r of [w1, x1, b1, o1, ...pairs.map((q) => q[0])]) p.be.free(r);
+    }
+    const w = p.be.uploadWeight(new Uint8Array(4 * 8 * 2), "bf16", 4, 8);
+    const wrong = p.be.uploadSparse(randomSparse(8, 4, 0.5, rng));
+    const x = p.be.alloc(8), o = p.be.alloc(4);
+    const bad = [{ sparse: wrong, scale: 1, rowOffset: 0, m: 1 }];
+    assert.throws(() => p.be.matmul(o, x, w, 1, undefined, bad), /sparse delta \[8, 4\].*\[4, 8\]/);
+    for (const r of [w, wrong, x, o]) p.be.free(r);
+  });
+
   for (const dtype of ["f32", "bf16"] as DType[]) {
     test(`scatterAdd into ${dtype} weight then matmul matches`, async (p, rng) => {
       for (const [rows, cols] of [[3, 5], [33, 31], [64, 4096 + 7]]) {

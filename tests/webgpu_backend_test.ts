@@ -170,7 +170,8 @@ gpuTest("WebGpuBackend: sparse matrices wider than 65536 columns", async () => {
   const ref = new ReferenceBackend();
   const rng = makeRng(13);
   try {
-    const [m, rows, cols] = [2, 3, 70_001];
+    // cols % 8 == 0, so matmul takes the GEMV path and fuses the deltas below.
+    const [m, rows, cols] = [2, 3, 70_008];
     const sd = randomSparse(rows, cols, 0.01, rng, "f16");
     const s1 = gpu.uploadSparse(sd), s2 = ref.uploadSparse(sd);
     const [x1, x2] = both(gpu, ref, randomF32(m * cols, rng));
@@ -180,6 +181,16 @@ gpuTest("WebGpuBackend: sparse matrices wider than 65536 columns", async () => {
     const err = maxRelError(await gpu.read(o1), await ref.read(o2));
     assert.ok(err < 2e-5, `wide sparse delta: error ${err}`);
     const [w1, w2] = bothWeight(gpu, ref, randomF32(rows * cols, rng), "bf16", rows, cols);
+    const sd2 = randomSparse(rows, cols, 0.003, rng, "bf16");
+    const t1 = gpu.uploadSparse(sd2), t2 = ref.uploadSparse(sd2);
+    const deltas = (a: typeof s1, b: typeof s1) => [
+      { sparse: a, scale: 0.5, rowOffset: 0, m },
+      { sparse: b, scale: -1, rowOffset: 1, m: 1 },
+    ];
+    gpu.matmul(o1, x1, w1, m, undefined, deltas(s1, t1));
+    ref.matmul(o2, x2, w2, m, undefined, deltas(s2, t2));
+    const fusedErr = maxRelError(await gpu.read(o1), await ref.read(o2));
+    assert.ok(fusedErr < 1e-4, `wide sparse deltas fused into the matmul: error ${fusedErr}`);
     gpu.scatterAdd(w1, s1, 0.5);
     ref.scatterAdd(w2, s2, 0.5);
     const ids = Int32Array.from([0, 1, 2]);

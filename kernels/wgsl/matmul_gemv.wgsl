@@ -8,10 +8,16 @@
 //   3 out     storage read_write  array<f32>        out[m, out_stride]; this chunk writes
 //                                  columns [row_base, row_base + rows)
 //   4 bias    storage read        array<f32>        bias[out_stride] (read when has_bias != 0)
+//   5 s0      storage read        array<u32>  S0 != 0: the first fused sparse delta, one chunk
+//                                  laid out as in sparse_matmul_add.wgsl
+//   6 s1      storage read        array<u32>  S1 != 0: the second fused sparse delta
 // Layout: one workgroup of 256 threads handles 256 / THREADS_PER_ROW weight rows; the threads
 // of a row read consecutive vec4 words (coalesced along cols), UNROLL words per iteration,
 // accumulate TM activation rows at once (each weight word is loaded once for all TM rows),
-// then reduce with a tree in workgroup memory. Grid: x/y = row groups (split over y past the per-dimension limit),
+// then reduce with a tree in workgroup memory. With fused deltas (S0, S1), the same threads
+// then stride over the row's non-zeros of each sparse delta S_k and add
+// sk_scale * S_k[row, :] . x for the activation rows in [sk_row_offset, sk_row_offset + sk_m):
+// the Mediator delta path of a route with one or two experts costs no extra launch. Grid: x/y = row groups (split over y past the per-dimension limit),
 // z = blocks of TM activation rows starting at m_base.
 // Requires cols % 8 == 0 for 16-bit weights and cols % 4 == 0 for f32 weights.
 
@@ -19,6 +25,10 @@ override DTYPE: u32 = 1u;            // 0 = f32, 1 = bf16, 2 = f16
 override THREADS_PER_ROW: u32 = 64u; // power of two in [1, 256]
 override TM: u32 = 1u;               // activation rows per workgroup, 1..4
 override UNROLL: u32 = 1u;           // weight words loaded per thread per iteration: 1, 2 or 4
+override S0: u32 = 0u;               // first fused delta's values: 0 = none, 1 = bf16, 2 = f16
+override S0_WIDE: bool = false;      // its entries are bare columns (cols > 65536)
+override S1: u32 = 0u;               // second fused delta (needs S0)
+override S1_WIDE: bool = false;
 
 const WG: u32 = 256u;
 const MAX_TM: u32 = 4u;
@@ -31,7 +41,12 @@ struct Params {
   out_stride: u32, // columns of out (all chunks)
   row_base: u32,   // first output column of this chunk
   has_bias: u32,
-  _pad: u32,
+  s0_row_offset: u32, // first activation row the first fused delta applies to
+  s0_m: u32,          // activation rows it applies to
+  s0_scale: f32,
+  s1_row_offset: u32,
+  s1_m: u32,
+  s1_scale: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -39,6 +54,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(5) var<storage, read> s0: array<u32>;
+@group(0) @binding(6) var<storage, read> s1: array<u32>;
 
 var<workgroup> partial: array<f32, 1024>; // WG * MAX_TM
 
@@ -55,6 +72,51 @@ fn accumulate(acc: ptr<function, array<f32, 4>>, wv: vec4<u32>, v: u32, m0: u32,
     for (var t = 0u; t < TM; t = t + 1u) {
       let xi = (m0 + t) * xs + 2u * v;
       (*acc)[t] = (*acc)[t] + dot(w0, x[xi]) + dot(w1, x[xi + 1u]);
+    }
+  }
+}
+
+// Word i of fused delta k's chunk.
+fn s_word(k: u32, i: u32) -> u32 {
+  if (k == 0u) {
+    return s0[i];
+  }
+  return s1[i];
+}
+
+// acc[t] += scale * S_k[row, :] . x[m0 + t] for the rows t inside [row_offset, row_offset + m).
+fn add_sparse_row(
+  acc: ptr<function, array<f32, 4>>,
+  k: u32,
+  dtype: u32,
+  wide: bool,
+  row: u32,
+  lane: u32,
+  m0: u32,
+  xs: u32,
+  row_offset: u32,
+  m: u32,
+  scale: f32,
+) {
+  let base = p.rows + 1u;
+  let end = s_word(k, row + 1u);
+  for (var e = s_word(k, row) + lane; e < end; e = e + THREADS_PER_ROW) {
+    var col: u32;
+    var bits: u32;
+    if (wide) {
+      col = s_word(k, base + e);
+      bits = (s_word(k, base + s_word(k, p.rows) + (e >> 1u)) >> ((e & 1u) * 16u)) & 0xffffu;
+    } else {
+      let packed = s_word(k, base + e);
+      col = packed & 0xffffu;
+      bits = packed >> 16u;
+    }
+    let value = scale * unpack_16x2(bits, dtype).x;
+    for (var t = 0u; t < TM; t = t + 1u) {
+      let a = m0 + t;
+      if (a >= row_offset && a < row_offset + m) {
+        (*acc)[t] = (*acc)[t] + value * x[a * xs + (col >> 2u)][col & 3u];
+      }
     }
   }
 }
@@ -98,6 +160,14 @@ fn main(
     }
     for (; v < p.stride_v; v = v + THREADS_PER_ROW) {
       accumulate(&acc, w[wbase + v], v, m0, x_stride_v);
+    }
+    if (S0 != 0u) {
+      add_sparse_row(&acc, 0u, S0, S0_WIDE, row, lane, m0, x_stride_v, p.s0_row_offset, p.s0_m,
+        p.s0_scale);
+    }
+    if (S1 != 0u) {
+      add_sparse_row(&acc, 1u, S1, S1_WIDE, row, lane, m0, x_stride_v, p.s1_row_offset, p.s1_m,
+        p.s1_scale);
     }
   }
   for (var t = 0u; t < TM; t = t + 1u) {

@@ -4,10 +4,9 @@
 //
 // Bindings (group 0):
 //   0 params   uniform             Params below
-//   1 row_ptr  storage read        array<u32>  offsets of the sparse chunk (rebased to 0)
-//   2 entries  storage read        array<u32>  PACKED: col | (value bits << 16); WIDE: columns
-//   3 vals     storage read        array<u32>  WIDE: value bits packed 2 per u32; else unused
-//   4 w        storage read_write  array<u32>  weight chunk, rows of stride_w u32 words (f32
+//   1 sp       storage read        array<u32>  one row chunk of S, laid out as in
+//                                   sparse_matmul_add.wgsl (row_ptr, entries, WIDE values)
+//   2 w        storage read_write  array<u32>  weight chunk, rows of stride_w u32 words (f32
 //                                   bits, or 16-bit values packed 2 per u32; rows padded to a
 //                                   whole word so that no word spans two rows)
 // Layout: one workgroup of 64 threads per sparse row (2-D grid, x fastest); the threads stride
@@ -25,30 +24,29 @@ struct Params {
   w_row0: u32,      // first of these rows, relative to the weight chunk
   stride_w: u32,
   scale: f32,
-  _pad0: u32,
+  chunk_rows: u32,  // rows of the sparse chunk (its entries start at word chunk_rows + 1)
   _pad1: u32,
   _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> row_ptr: array<u32>;
-@group(0) @binding(2) var<storage, read> entries: array<u32>;
-@group(0) @binding(3) var<storage, read> vals: array<u32>;
-@group(0) @binding(4) var<storage, read_write> w: array<u32>;
+@group(0) @binding(1) var<storage, read> sp: array<u32>;
+@group(0) @binding(2) var<storage, read_write> w: array<u32>;
 
 fn entry_col(e: u32) -> u32 {
   if (WIDE) {
-    return entries[e];
+    return sp[p.chunk_rows + 1u + e];
   }
-  return entries[e] & 0xffffu;
+  return sp[p.chunk_rows + 1u + e] & 0xffffu;
 }
 
 fn entry_value(e: u32) -> f32 {
   var bits: u32;
+  let base = p.chunk_rows + 1u;
   if (WIDE) {
-    bits = (vals[e >> 1u] >> ((e & 1u) * 16u)) & 0xffffu;
+    bits = (sp[base + sp[p.chunk_rows] + (e >> 1u)] >> ((e & 1u) * 16u)) & 0xffffu;
   } else {
-    bits = entries[e] >> 16u;
+    bits = sp[base + e] >> 16u;
   }
   return half_bits_to_f32(bits, VALUE_DTYPE);
 }
@@ -64,8 +62,8 @@ fn main(
     return;
   }
   let sr = p.sparse_row0 + r;
-  let start = row_ptr[sr];
-  let end = row_ptr[sr + 1u];
+  let start = sp[sr];
+  let end = sp[sr + 1u];
   let wrow = (p.w_row0 + r) * p.stride_w;
   for (var e = start + lid; e < end; e = e + 64u) {
     let col = entry_col(e);

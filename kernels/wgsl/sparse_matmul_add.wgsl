@@ -3,13 +3,12 @@
 //
 // Bindings (group 0):
 //   0 params   uniform             Params below
-//   1 row_ptr  storage read        array<u32>  rows + 1 offsets of this row chunk (rebased to 0)
-//   2 entries  storage read        array<u32>  PACKED: col | (value bits << 16) per non-zero
-//                                   (cols <= 65536); WIDE: the column of each non-zero
-//   3 vals     storage read        array<u32>  WIDE: value bits packed 2 per u32 (element k in
-//                                   half k & 1 of word k / 2); PACKED: unused
-//   4 x        storage read        array<f32>  x[*, x_stride]
-//   5 out      storage read_write  array<f32>  out[*, out_stride]; this chunk adds to columns
+//   1 sp       storage read        array<u32>  one row chunk of S: row_ptr (rows + 1 offsets,
+//                                   rebased to 0), then per non-zero col | (value bits << 16)
+//                                   (PACKED, cols <= 65536) or the column alone (WIDE), then
+//                                   (WIDE) the value bits packed 2 per u32
+//   2 x        storage read        array<f32>  x[*, x_stride]
+//   3 out      storage read_write  array<f32>  out[*, out_stride]; this chunk adds to columns
 //                                   [row_base, row_base + rows)
 // Layout: one workgroup of 256 threads handles 256 / THREADS_PER_ROW sparse rows; the threads
 // of a row stride over its non-zeros (coalesced), accumulate TM activation rows at once, and
@@ -35,11 +34,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> row_ptr: array<u32>;
-@group(0) @binding(2) var<storage, read> entries: array<u32>;
-@group(0) @binding(3) var<storage, read> vals: array<u32>;
-@group(0) @binding(4) var<storage, read> x: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> sp: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 var<workgroup> partial: array<f32, 1024>; // WG * 4
 
@@ -57,15 +54,16 @@ fn main(
 
   var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
   if (row < p.rows) {
-    let end = row_ptr[row + 1u];
-    for (var e = row_ptr[row] + lane; e < end; e = e + THREADS_PER_ROW) {
+    let base = p.rows + 1u;
+    let end = sp[row + 1u];
+    for (var e = sp[row] + lane; e < end; e = e + THREADS_PER_ROW) {
       var col: u32;
       var bits: u32;
       if (WIDE) {
-        col = entries[e];
-        bits = (vals[e >> 1u] >> ((e & 1u) * 16u)) & 0xffffu;
+        col = sp[base + e];
+        bits = (sp[base + sp[p.rows] + (e >> 1u)] >> ((e & 1u) * 16u)) & 0xffffu;
       } else {
-        let packed = entries[e];
+        let packed = sp[base + e];
         col = packed & 0xffffu;
         bits = packed >> 16u;
       }

@@ -50,6 +50,17 @@ export interface SparseMatrixData {
   valueDtype: "bf16" | "f16";
 }
 
+/**
+ * A sparse delta that `matmul` adds on a row window:
+ * rows [rowOffset, rowOffset + m) of out += scale * x @ sparse^T.
+ */
+export interface MatmulDelta {
+  readonly sparse: SparseWeight;
+  readonly scale: number;
+  readonly rowOffset: number;
+  readonly m: number;
+}
+
 /** Per-sequence key/value cache for all layers. */
 export interface KvCache {
   readonly numLayers: number;
@@ -109,8 +120,18 @@ export interface Backend {
 
   /** out[i, :] = table[ids[i], :] for i < ids.length. */
   embed(out: Tensor, table: Weight, ids: Int32Array): void;
-  /** out[m, w.rows] = x[m, w.cols] @ w^T (+ bias[w.rows]). */
-  matmul(out: Tensor, x: Tensor, w: Weight, m: number, bias?: Tensor): void;
+  /**
+   * out[m, w.rows] = x[m, w.cols] @ w^T (+ bias[w.rows]), then each delta on its rows
+   * (the same as `sparseMatmulAdd` per delta; a backend may fuse them into the matmul).
+   */
+  matmul(
+    out: Tensor,
+    x: Tensor,
+    w: Weight,
+    m: number,
+    bias?: Tensor,
+    deltas?: readonly MatmulDelta[],
+  ): void;
   /**
    * Rows [rowOffset, rowOffset+m): out += scale * x @ s^T (the Mediator `delta` path).
    * out has s.rows columns, x has s.cols columns.

@@ -8,6 +8,7 @@ import type {
   Backend,
   BackendInfo,
   KvCache,
+  MatmulDelta,
   SparseMatrixData,
   SparseWeight,
   Tensor,
@@ -176,7 +177,14 @@ export class ReferenceBackend implements Backend {
   }
 
   /** @inheritdoc */
-  matmul(out: Tensor, x: Tensor, weight: Weight, m: number, bias?: Tensor): void {
+  matmul(
+    out: Tensor,
+    x: Tensor,
+    weight: Weight,
+    m: number,
+    bias?: Tensor,
+    deltas: readonly MatmulDelta[] = [],
+  ): void {
     const o = t(out), xi = t(x), wt = w(weight), b = bias ? t(bias) : undefined;
     const { rows, cols } = wt;
     for (let i = 0; i < m; i++) {
@@ -188,6 +196,7 @@ export class ReferenceBackend implements Backend {
         o[i * rows + r] = acc + (b ? b[r] : 0);
       }
     }
+    for (const d of deltas) this.sparseMatmulAdd(out, x, d.sparse, d.scale, d.rowOffset, d.m);
   }
 
   /** @inheritdoc */

@@ -5,7 +5,15 @@
  * once into an arena in that memory (see wasm_store.ts); bf16 stays bf16 and is widened in
  * registers.
  */
-import type { AttentionArgs, Backend, KvCache, SparseWeight, Tensor, Weight } from "./backend.ts";
+import type {
+  AttentionArgs,
+  Backend,
+  KvCache,
+  MatmulDelta,
+  SparseWeight,
+  Tensor,
+  Weight,
+} from "./backend.ts";
 import {
   compileKernels,
   createSharedMemory,
@@ -77,7 +85,14 @@ export class WasmBackend extends WasmStore implements Backend {
   }
 
   /** @inheritdoc */
-  matmul(out: Tensor, x: Tensor, w: Weight, m: number, bias?: Tensor): void {
+  matmul(
+    out: Tensor,
+    x: Tensor,
+    w: Weight,
+    m: number,
+    bias?: Tensor,
+    deltas: readonly MatmulDelta[] = [],
+  ): void {
     const o = this.tensor(out, "matmul");
     const xt = this.tensor(x, "matmul");
     const wt = this.weight(w, "matmul");
@@ -95,11 +110,21 @@ export class WasmBackend extends WasmStore implements Backend {
       !b || b.size >= wt.rows,
       () => `Cannot run matmul: bias has ${b?.size} elements, needs ${wt.rows}`,
     );
-    if (m === 0 || wt.rows === 0) return;
-    const rowBytes = wt.cols * (wt.storage === "bf16" ? 2 : 4);
-    const kernel = wt.storage === "bf16" ? "gemmBf16" : "gemmF32";
-    const args = [wt.ptr, xt.ptr, o.ptr, b?.ptr ?? 0, m, wt.rows, wt.cols];
-    this.run(kernel, args, wt.rows, 4, rowBytes);
+    for (const d of deltas) {
+      const sp = this.sparse(d.sparse, "matmul");
+      need(
+        sp.rows === wt.rows && sp.cols === wt.cols,
+        () =>
+          `Cannot add a sparse delta [${sp.rows}, ${sp.cols}] to a matmul of [${wt.rows}, ${wt.cols}]`,
+      );
+    }
+    if (m > 0 && wt.rows > 0) {
+      const rowBytes = wt.cols * (wt.storage === "bf16" ? 2 : 4);
+      const kernel = wt.storage === "bf16" ? "gemmBf16" : "gemmF32";
+      const args = [wt.ptr, xt.ptr, o.ptr, b?.ptr ?? 0, m, wt.rows, wt.cols];
+      this.run(kernel, args, wt.rows, 4, rowBytes);
+    }
+    for (const d of deltas) this.sparseMatmulAdd(out, x, d.sparse, d.scale, d.rowOffset, d.m);
   }
 
   /** @inheritdoc */

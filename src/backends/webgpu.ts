@@ -342,11 +342,7 @@ export class WebGpuBackend extends WebGpuOps implements Backend {
     } else if (r instanceof GpuWeight) {
       for (const c of r.chunks) this.recorder.release(c.buffer);
     } else if (r instanceof GpuSparse) {
-      for (const c of r.chunks) {
-        this.recorder.release(c.rowPtr);
-        this.recorder.release(c.entries);
-        if (c.values) this.recorder.release(c.values);
-      }
+      for (const c of r.chunks) this.recorder.release(c.buffer);
     } else {
       for (const b of [...r.keys, ...r.values]) this.recorder.release(b);
     }

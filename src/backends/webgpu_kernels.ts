@@ -34,8 +34,22 @@ export const KERNELS = {
     params: ["cols", "stride_w", "m", "row_base", "rows"],
   },
   matmul_gemv: {
-    bindings: ["params", "read", "read", "rw", "read"],
-    params: ["rows", "cols", "stride_v", "m_base", "out_stride", "row_base", "has_bias"],
+    bindings: ["params", "read", "read", "rw", "read", "read", "read"],
+    params: [
+      "rows",
+      "cols",
+      "stride_v",
+      "m_base",
+      "out_stride",
+      "row_base",
+      "has_bias",
+      "s0_row_offset",
+      "s0_m",
+      "s0_scale:f32",
+      "s1_row_offset",
+      "s1_m",
+      "s1_scale:f32",
+    ],
   },
   matmul_gemm: {
     bindings: ["params", "read", "read", "rw", "read"],
@@ -60,12 +74,12 @@ export const KERNELS = {
     params: ["num_heads", "head_dim", "row_offset", "splits"],
   },
   sparse_matmul_add: {
-    bindings: ["params", "read", "read", "read", "read", "rw"],
+    bindings: ["params", "read", "read", "rw"],
     params: ["rows", "row_base", "out_stride", "x_stride", "row_offset", "m_base", "scale:f32"],
   },
   scatter_add: {
-    bindings: ["params", "read", "read", "read", "rw"],
-    params: ["rows", "sparse_row0", "w_row0", "stride_w", "scale:f32"],
+    bindings: ["params", "read", "rw"],
+    params: ["rows", "sparse_row0", "w_row0", "stride_w", "scale:f32", "chunk_rows"],
   },
 } as const satisfies Record<string, KernelSpec>;
 

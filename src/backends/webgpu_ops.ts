@@ -2,12 +2,12 @@
  * The matrix and attention ops of the WebGPU backend: kernel choice, chunk loops and grid
  * sizes. Each op records one or more dispatches (one per weight or sparse row chunk).
  */
-import type { AttentionArgs, SparseWeight, Tensor, Weight } from "./backend.ts";
+import type { AttentionArgs, MatmulDelta, SparseWeight, Tensor, Weight } from "./backend.ts";
 import { UnsupportedOpError } from "../errors.ts";
 import type { CommandRecorder } from "./webgpu_recorder.ts";
 import { splitGrid } from "./webgpu_recorder.ts";
 import { count, need, WebGpuOpsBase } from "./webgpu_ops_base.ts";
-import { alignedSize } from "./webgpu_resources.ts";
+import { alignedSize, type GpuSparse, type GpuTensor } from "./webgpu_resources.ts";
 import type { RopeTables } from "./webgpu_rope_table.ts";
 
 const DTYPE_CODE = { f32: 0, bf16: 1, f16: 2 } as const;
@@ -16,6 +16,8 @@ const TM_MAX = 4;
 /** Up to this many activation rows, matmul streams the weight with the GEMV kernel. */
 const GEMV_MAX_ROWS = 8;
 const ATTENTION_MAX_HEAD_DIM = 256;
+/** Sparse deltas a GEMV launch can add itself (the kernel's S0 and S1). */
+const MAX_FUSED_DELTAS = 2;
 
 /** Workgroups attention aims for before it splits the keys of a (head, row) pair. */
 const ATTENTION_TARGET_GROUPS = 512;
@@ -141,8 +143,19 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
     }
   }
 
-  /** out[m, w.rows] = x[m, w.cols] @ w^T (+ bias[w.rows]). */
-  matmul(out: Tensor, x: Tensor, w: Weight, m: number, bias?: Tensor): void {
+  /**
+   * out[m, w.rows] = x[m, w.cols] @ w^T (+ bias[w.rows]), then each delta on its rows. On the
+   * GEMV path the first delta whose matrix is one chunk like the weight runs inside the matmul
+   * launch; the others (and all deltas of the GEMM path) run as `sparseMatmulAdd` launches.
+   */
+  matmul(
+    out: Tensor,
+    x: Tensor,
+    w: Weight,
+    m: number,
+    bias?: Tensor,
+    deltas: readonly MatmulDelta[] = [],
+  ): void {
     this.recorder.boundary();
     const o = this.tensor(out, "matmul output");
     const xt = this.tensor(x, "matmul input");
@@ -155,12 +168,26 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
     if (o.buffer === xt.buffer || o.buffer === b?.buffer) {
       throw new RangeError("Cannot run matmul: the output must not alias the input or the bias");
     }
+    const sparse = deltas.map((d) => this.#checkDelta(o, xt, d, wt.rows, wt.cols));
     if (m === 0) return;
     const dtype = DTYPE_CODE[wt.dtype];
     const perVec4 = wt.dtype === "f32" ? 4 : 8;
     const common = { out_stride: wt.rows, has_bias: b ? 1 : 0 };
     const resources = (c: GPUBuffer) => [c, xt.buffer, o.buffer, b ? b.buffer : this.unusedBuffer];
+    let rest = deltas;
     if (m <= GEMV_MAX_ROWS && wt.cols % perVec4 === 0) {
+      // Up to two deltas ride along in the GEMV launch when their matrices are single chunks
+      // like w; any others run as separate launches.
+      const fused: { delta: MatmulDelta; st: GpuSparse }[] = [];
+      if (wt.chunks.length === 1) {
+        sparse.forEach((st, i) => {
+          if (fused.length < MAX_FUSED_DELTAS && st.chunks.length === 1 && st.nnz > 0) {
+            fused.push({ delta: deltas[i], st });
+          }
+        });
+        rest = deltas.filter((d) => !fused.some((f) => f.delta === d));
+      }
+      const [f0, f1] = fused;
       const strideV = wt.cols / perVec4;
       for (const c of wt.chunks) {
         const tpr = this.#gemvThreadsPerRow ?? defaultGemvThreadsPerRow(strideV, c.rows);
@@ -170,38 +197,76 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
           const [gx, gy] = splitGrid(groups, this.maxPerDim);
           this.recorder.dispatch({
             kernel: "matmul_gemv",
-            constants: { DTYPE: dtype, THREADS_PER_ROW: tpr, TM: tm, UNROLL: unroll },
+            constants: {
+              DTYPE: dtype,
+              THREADS_PER_ROW: tpr,
+              TM: tm,
+              UNROLL: unroll,
+              S0: f0 ? DTYPE_CODE[f0.st.valueDtype] : 0,
+              S0_WIDE: f0 ? f0.st.wide : false,
+              S1: f1 ? DTYPE_CODE[f1.st.valueDtype] : 0,
+              S1_WIDE: f1 ? f1.st.wide : false,
+            },
             params: {
               rows: c.rows,
               cols: wt.cols,
               stride_v: strideV,
               m_base: mBase,
               row_base: c.rowStart,
+              s0_row_offset: f0 ? f0.delta.rowOffset : 0,
+              s0_m: f0 ? f0.delta.m : 0,
+              s0_scale: f0 ? f0.delta.scale : 0,
+              s1_row_offset: f1 ? f1.delta.rowOffset : 0,
+              s1_m: f1 ? f1.delta.m : 0,
+              s1_scale: f1 ? f1.delta.scale : 0,
               ...common,
             },
-            resources: resources(c.buffer),
+            resources: [
+              ...resources(c.buffer),
+              f0 ? f0.st.chunks[0].buffer : this.unusedBuffer,
+              f1 ? f1.st.chunks[0].buffer : this.unusedBuffer,
+            ],
             grid: [gx, gy, blocks],
           });
         });
       }
-      return;
+    } else {
+      for (const c of wt.chunks) {
+        this.recorder.dispatch({
+          kernel: "matmul_gemm",
+          constants: { DTYPE: dtype },
+          params: {
+            rows: c.rows,
+            cols: wt.cols,
+            stride_w: wt.strideWords,
+            m,
+            row_base: c.rowStart,
+            ...common,
+          },
+          resources: resources(c.buffer),
+          grid: [Math.ceil(c.rows / 64), Math.ceil(m / 64), 1],
+        });
+      }
     }
-    for (const c of wt.chunks) {
-      this.recorder.dispatch({
-        kernel: "matmul_gemm",
-        constants: { DTYPE: dtype },
-        params: {
-          rows: c.rows,
-          cols: wt.cols,
-          stride_w: wt.strideWords,
-          m,
-          row_base: c.rowStart,
-          ...common,
-        },
-        resources: resources(c.buffer),
-        grid: [Math.ceil(c.rows / 64), Math.ceil(m / 64), 1],
-      });
+    for (const d of rest) this.sparseMatmulAdd(out, x, d.sparse, d.scale, d.rowOffset, d.m);
+  }
+
+  /** Validates a delta of `matmul` (or `sparseMatmulAdd`) and returns its sparse matrix. */
+  #checkDelta(o: GpuTensor, xt: GpuTensor, d: MatmulDelta, rows: number, cols: number): GpuSparse {
+    const st = this.sparse(d.sparse, "sparse delta matrix");
+    count(d.rowOffset, "rowOffset");
+    count(d.m, "m");
+    if (st.rows !== rows || st.cols !== cols) {
+      throw new RangeError(
+        `Cannot add a sparse delta [${st.rows}, ${st.cols}] to a matmul of [${rows}, ${cols}]`,
+      );
     }
+    need(xt, (d.rowOffset + d.m) * st.cols, "sparse delta input");
+    need(o, (d.rowOffset + d.m) * st.rows, "sparse delta output");
+    if (o.buffer === xt.buffer) {
+      throw new RangeError("Cannot run the sparse delta: the output must not alias the input");
+    }
+    return st;
   }
 
   /** Rows [rowOffset, rowOffset + m): out += scale * x @ s^T. */
@@ -217,13 +282,7 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
     const o = this.tensor(out, "sparse delta output");
     const xt = this.tensor(x, "sparse delta input");
     const st = this.sparse(s, "sparse delta matrix");
-    count(rowOffset, "rowOffset");
-    count(m, "m");
-    need(xt, (rowOffset + m) * st.cols, "sparse delta input");
-    need(o, (rowOffset + m) * st.rows, "sparse delta output");
-    if (o.buffer === xt.buffer) {
-      throw new RangeError("Cannot run the sparse delta: the output must not alias the input");
-    }
+    this.#checkDelta(o, xt, { sparse: s, scale, rowOffset, m }, st.rows, st.cols);
     if (m === 0 || st.nnz === 0) return;
     const tpr = defaultSparseThreadsPerRow(st.nnz / st.rows);
     for (const c of st.chunks) {
@@ -247,7 +306,7 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
             m_base: mBase,
             scale,
           },
-          resources: [c.rowPtr, c.entries, c.values ?? this.unusedBuffer, xt.buffer, o.buffer],
+          resources: [c.buffer, xt.buffer, o.buffer],
           grid: [gx, gy, blocks],
         });
       });
@@ -283,8 +342,9 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
             w_row0: r0 - wc.rowStart,
             stride_w: wt.strideWords,
             scale,
+            chunk_rows: sc.rows,
           },
-          resources: [sc.rowPtr, sc.entries, sc.values ?? this.unusedBuffer, wc.buffer],
+          resources: [sc.buffer, wc.buffer],
           grid: this.linearGrid(r1 - r0),
         });
       }

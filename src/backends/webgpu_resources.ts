@@ -92,14 +92,16 @@ export class GpuWeight extends GpuResource implements Weight {
   }
 }
 
-/** Row chunk of a CSR matrix; row_ptr rebased so that the chunk's first entry is 0. */
+/**
+ * Row chunk of a CSR matrix in one buffer of u32 words: row_ptr (rows + 1 offsets, rebased
+ * so that the chunk's first entry is 0), then one entry per non-zero (col | value bits << 16,
+ * or in the wide format the column alone), then in the wide format the values packed 2 per
+ * word. Kernels find entries at word rows + 1 and values at rows + 1 + row_ptr[rows].
+ */
 export interface SparseChunk {
   rowStart: number;
   rows: number;
-  rowPtr: GPUBuffer;
-  entries: GPUBuffer;
-  /** Values packed 2 per u32 (wide format), or null (packed format). */
-  values: GPUBuffer | null;
+  buffer: GPUBuffer;
 }
 
 /** A CSR sparse matrix [rows, cols] with 16-bit values, split into row chunks. */
@@ -226,7 +228,7 @@ export function validateSparse(data: SparseMatrixData): void {
   }
 }
 
-/** Uploads a validated CSR matrix as row chunks whose arrays fit `maxChunkBytes`. */
+/** Uploads a validated CSR matrix as row chunks of at most `maxChunkBytes` each. */
 export function uploadSparseChunks(
   device: GPUDevice,
   data: SparseMatrixData,
@@ -234,13 +236,16 @@ export function uploadSparseChunks(
 ): { wide: boolean; chunks: SparseChunk[] } {
   const { rows, cols, rowPtr, colIdx, values } = data;
   const wide = cols > 65536;
-  const maxEntries = Math.floor(maxChunkBytes / 4);
-  const maxRows = maxEntries - 1;
+  const maxWords = Math.floor(maxChunkBytes / 4);
   const chunks: SparseChunk[] = [];
   let r0 = 0;
   do {
     let r1 = r0;
-    while (r1 < rows && r1 - r0 < maxRows && rowPtr[r1 + 1] - rowPtr[r0] <= maxEntries) r1++;
+    const fits = (r: number) => {
+      const nnz = rowPtr[r] - rowPtr[r0];
+      return r - r0 + 1 + nnz + (wide ? Math.ceil(nnz / 2) : 0) <= maxWords;
+    };
+    while (r1 < rows && fits(r1 + 1)) r1++;
     if (r1 === r0 && r0 < rows) {
       throw new UnsupportedOpError(
         `Cannot upload sparse matrix [${rows}, ${cols}]: row ${r0} has more non-zeros than ` +
@@ -249,32 +254,19 @@ export function uploadSparseChunks(
     }
     const e0 = rowPtr[r0];
     const e1 = rowPtr[r1];
-    const ptr = new Uint32Array(r1 - r0 + 1);
-    for (let r = r0; r <= r1; r++) ptr[r - r0] = rowPtr[r] - e0;
-    const entries = new Uint32Array(e1 - e0);
-    let packedValues: Uint16Array | null = null;
+    const n = r1 - r0, nnz = e1 - e0;
+    const words = new Uint32Array(n + 1 + nnz + (wide ? Math.ceil(nnz / 2) : 0));
+    for (let r = r0; r <= r1; r++) words[r - r0] = rowPtr[r] - e0;
+    const entries = words.subarray(n + 1, n + 1 + nnz);
     if (wide) {
       entries.set(colIdx.subarray(e0, e1));
-      packedValues = new Uint16Array(e1 - e0 + 1);
-      packedValues.set(values.subarray(e0, e1));
+      const vals = new Uint16Array(words.buffer, (n + 1 + nnz) * 4, Math.ceil(nnz / 2) * 2);
+      vals.set(values.subarray(e0, e1));
     } else {
       for (let e = e0; e < e1; e++) entries[e - e0] = (colIdx[e] | (values[e] << 16)) >>> 0;
     }
-    const bytes = (a: Uint32Array | Uint16Array) =>
-      new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-    chunks.push({
-      rowStart: r0,
-      rows: r1 - r0,
-      rowPtr: bufferWithData(device, bytes(ptr), "sparse rowPtr"),
-      entries: bufferWithData(device, bytes(entries), "sparse entries"),
-      values: packedValues
-        ? bufferWithData(
-          device,
-          bytes(packedValues.subarray(0, (e1 - e0 + 1) & ~1)),
-          "sparse values",
-        )
-        : null,
-    });
+    const bytes = new Uint8Array(words.buffer);
+    chunks.push({ rowStart: r0, rows: n, buffer: bufferWithData(device, bytes, "sparse chunk") });
     r0 = r1;
   } while (r0 < rows);
   return { wide, chunks };

@@ -12,7 +12,7 @@
  *   attn [R, Q]   proj [R, H]   gate, up [R, I]      last [L, H]   logits [L, V]
  * They are allocated once and grown only when a larger batch arrives.
  */
-import type { Backend, KvCache, SparseWeight, Tensor } from "../backends/backend.ts";
+import type { Backend, KvCache, MatmulDelta, SparseWeight, Tensor } from "../backends/backend.ts";
 import type { ModelConfig } from "./config.ts";
 import type { LayerWeights, ModelWeights, Projection } from "./weights.ts";
 
@@ -157,8 +157,8 @@ export class Transformer {
     order: readonly number[],
   ): void {
     const bias = proj === "q" || proj === "k" || proj === "v" ? layer.bias[proj] : undefined;
-    this.backend.matmul(out, x, layer.linear[proj], rows, bias);
     // Entries are laid out grouped by route (`order`): each group shares one sparse pass.
+    const deltas: MatmulDelta[] = [];
     for (let k = 0; k < order.length;) {
       const first = order[k], route = entries[first].deltas;
       let m = 0;
@@ -166,9 +166,10 @@ export class Transformer {
         m += entries[order[k++]].ids.length;
       }
       for (const d of route?.get(layerIndex, proj) ?? []) {
-        this.backend.sparseMatmulAdd(out, x, d.sparse, d.scale, offsets[first], m);
+        deltas.push({ sparse: d.sparse, scale: d.scale, rowOffset: offsets[first], m });
       }
     }
+    this.backend.matmul(out, x, layer.linear[proj], rows, bias, deltas);
   }
 
   /**
