@@ -2,16 +2,18 @@
  * GPU benchmark (run on the H200 machine; see bench/RESULTS.md for the command):
  * decode tokens/s and time to first token of a random-weight model with the
  * full Qwen2.5-0.5B configuration on the WebGPU backend at batch 1 and 8; the
- * Mediator routed path (sparse experts on half the layers, two experts mixed,
- * applied as deltas and materialized)
- * against the dense path; and the HBM bound (weight bytes per step over the
- * copy bandwidth measured in the same run with copyBufferToBuffer). Prints one
- * JSON line; the PyTorch peer (bench/torch_decode.py) runs in the same command.
+ * Mediator routed path (random sparse experts of density 0.1 on half the layers:
+ * one expert materialized, one expert as deltas, two experts mixed as deltas)
+ * against the dense path, interleaved in rounds (`measurePaired`); and the HBM
+ * bound (weight bytes per step over the copy bandwidth measured in the same run
+ * with copyBufferToBuffer). Prints one JSON line; the PyTorch peer
+ * (bench/torch_decode.py) runs in the same command.
  *
- *   deno run -A --no-config bench/gpu_bench.ts [--tokens 64] [--prompt 16]
+ *   deno run -A --no-config bench/gpu_bench.ts [--tokens 64] [--prompt 16] [--layers 24]
+ *     [--rounds 8] [--per-round 16]
  */
 import { createWebGpuBackend } from "../src/backends/webgpu.ts";
-import { buildModel, freeModel, measureDecode, median } from "./decode.ts";
+import { buildModel, freeModel, measureDecode, measurePaired, median } from "./decode.ts";
 import { QWEN25_05B } from "./random_model.ts";
 
 function arg(name: string, fallback: number): number {
@@ -51,24 +53,39 @@ const backend = await createWebGpuBackend({ allowFallback: true });
 const model = buildModel(backend, config);
 const runs = [];
 for (const batch of [1, 8]) runs.push(await measureDecode(model, { batch, prompt, tokens }));
+// Routed against dense, interleaved in rounds so that drift hits both alike.
 const half = Array.from({ length: Math.ceil(config.numLayers / 2) }, (_, i) => i * 2);
-for (const materialize of [true, false]) {
-  for (const batch of [1, 8]) {
-    runs.push(
-      await measureDecode(model, {
+const rounds = arg("rounds", 8), perRound = arg("per-round", 16);
+const paired = [];
+for (const batch of [1, 8]) {
+  for (const [materialize, experts] of [[true, 1], [false, 1], [false, 2]] as const) {
+    const p = await measurePaired(
+      model,
+      {
         batch,
         prompt,
-        tokens,
+        tokens: rounds * perRound,
         routedLayers: half,
-        experts: 2,
+        experts,
         density: 0.1,
         materialize,
-      }),
+      },
+      rounds,
+      perRound,
     );
+    paired.push({
+      batch,
+      path: p.routed.path,
+      experts,
+      denseStepMs: p.dense.stepSeconds * 1e3,
+      routedStepMs: p.routed.stepSeconds * 1e3,
+      routedTtftMs: p.routed.ttftMs,
+      ratio: p.ratio,
+      ratioMin: Math.min(...p.ratios),
+      ratioMax: Math.max(...p.ratios),
+    });
   }
 }
-// Dense again, to bracket the run-to-run noise of the batch-1 step.
-runs.push(await measureDecode(model, { batch: 1, prompt, tokens }));
 freeModel(model);
 const device = backend.info.device;
 backend.dispose();
@@ -80,5 +97,6 @@ console.log(
     copyGbps,
     boundTokensPerSecond: boundTps,
     runs,
+    paired,
   }),
 );
