@@ -161,12 +161,16 @@ export function runBackendSuite(
         const [x1, x2] = upload(p, randomF32(m * cols, rng));
         const [b1, b2] = upload(p, randomF32(rows, rng));
         const o1 = p.be.alloc(m * rows), o2 = p.ref.alloc(m * rows);
-        p.be.matmul(o1, x1, w1, m, b1);
-        p.ref.matmul(o2, x2, w2, m, b2);
+        p.be.matmul(o1, x1, w1, m, { bias: b1 });
+        p.ref.matmul(o2, x2, w2, m, { bias: b2 });
         await compare(p, o1, o2, tol[dtype], `matmul ${dtype} m=${m} ${rows}x${cols}`);
         p.be.matmul(o1, x1, w1, m);
         p.ref.matmul(o2, x2, w2, m);
         await compare(p, o1, o2, tol[dtype], `matmul ${dtype} no bias m=${m} ${rows}x${cols}`);
+        // Accumulate onto what is there (a residual connection): out = out + x w^T + bias.
+        p.be.matmul(o1, x1, w1, m, { bias: b1, accumulate: true });
+        p.ref.matmul(o2, x2, w2, m, { bias: b2, accumulate: true });
+        await compare(p, o1, o2, tol[dtype], `matmul ${dtype} accumulate m=${m} ${rows}x${cols}`);
         for (const r of [w1, x1, b1, o1]) p.be.free(r);
       }
     });
@@ -237,13 +241,16 @@ export function runBackendSuite(
           m: s.m,
         }));
       const o1 = p.be.alloc(m * rows), o2 = p.ref.alloc(m * rows);
-      p.be.matmul(o1, x1, w1, m, b1, deltas(0));
-      p.ref.matmul(o2, x2, w2, m, b2, deltas(1));
+      p.be.matmul(o1, x1, w1, m, { bias: b1, deltas: deltas(0) });
+      p.ref.matmul(o2, x2, w2, m, { bias: b2, deltas: deltas(1) });
       await compare(p, o1, o2, tol.bf16, `matmul + deltas m=${m} ${rows}x${cols}`);
       // The fused delta alone, on the last row only.
       const one = [{ sparse: pairs[1][0], scale: 3, rowOffset: m - 1, m: 1 }];
-      p.be.matmul(o1, x1, w1, m, undefined, one);
-      p.ref.matmul(o2, x2, w2, m, undefined, [{ ...one[0], sparse: pairs[1][1] }]);
+      p.be.matmul(o1, x1, w1, m, { deltas: one, accumulate: true });
+      p.ref.matmul(o2, x2, w2, m, {
+        deltas: [{ ...one[0], sparse: pairs[1][1] }],
+        accumulate: true,
+      });
       await compare(p, o1, o2, tol.bf16, `matmul + one delta m=${m} ${rows}x${cols}`);
       for (const r of [w1, x1, b1, o1, ...pairs.map((q) => q[0])]) p.be.free(r);
     }
@@ -251,7 +258,10 @@ export function runBackendSuite(
     const wrong = p.be.uploadSparse(randomSparse(8, 4, 0.5, rng));
     const x = p.be.alloc(8), o = p.be.alloc(4);
     const bad = [{ sparse: wrong, scale: 1, rowOffset: 0, m: 1 }];
-    assert.throws(() => p.be.matmul(o, x, w, 1, undefined, bad), /sparse delta \[8, 4\].*\[4, 8\]/);
+    assert.throws(
+      () => p.be.matmul(o, x, w, 1, { deltas: bad }),
+      /sparse delta \[8, 4\].*\[4, 8\]/,
+    );
     for (const r of [w, wrong, x, o]) p.be.free(r);
   });
 

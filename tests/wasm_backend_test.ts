@@ -88,8 +88,8 @@ wasmTest(
         const [x1, x2] = pair(be, ref, randomF32(m * cols, rng));
         const [b1, b2] = pair(be, ref, randomF32(rows, rng));
         const o1 = be.alloc(m * rows), o2 = ref.alloc(m * rows);
-        be.matmul(o1, x1, w1, m, b1);
-        ref.matmul(o2, x2, w2, m, b2);
+        be.matmul(o1, x1, w1, m, { bias: b1 });
+        ref.matmul(o2, x2, w2, m, { bias: b2 });
         await assertMatches(be, ref, o1, o2, TOL[dtype], `${dtype} ${m}x${rows}x${cols}`);
         for (const r of [w1, x1, b1, o1]) be.free(r);
       }

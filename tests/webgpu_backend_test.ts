@@ -135,8 +135,8 @@ gpuTest("WebGpuBackend: chunked weights and sparse matrices match the reference"
         const [x1, x2] = both(gpu, ref, randomF32(m * cols, rng));
         const [b1, b2] = both(gpu, ref, randomF32(rows, rng));
         const o1 = gpu.alloc(m * rows), o2 = ref.alloc(m * rows);
-        gpu.matmul(o1, x1, w1, m, b1);
-        ref.matmul(o2, x2, w2, m, b2);
+        gpu.matmul(o1, x1, w1, m, { bias: b1 });
+        ref.matmul(o2, x2, w2, m, { bias: b2 });
         const err = maxRelError(await gpu.read(o1), await ref.read(o2));
         assert.ok(err < 2e-5, `matmul ${dtype} m=${m} ${rows}x${cols}: error ${err}`);
         const ids = Int32Array.from([rows - 1, 0, Math.floor(rows / 2), 5]);
@@ -187,8 +187,8 @@ gpuTest("WebGpuBackend: sparse matrices wider than 65536 columns", async () => {
       { sparse: a, scale: 0.5, rowOffset: 0, m },
       { sparse: b, scale: -1, rowOffset: 1, m: 1 },
     ];
-    gpu.matmul(o1, x1, w1, m, undefined, deltas(s1, t1));
-    ref.matmul(o2, x2, w2, m, undefined, deltas(s2, t2));
+    gpu.matmul(o1, x1, w1, m, { deltas: deltas(s1, t1) });
+    ref.matmul(o2, x2, w2, m, { deltas: deltas(s2, t2) });
     const fusedErr = maxRelError(await gpu.read(o1), await ref.read(o2));
     assert.ok(fusedErr < 1e-4, `wide sparse deltas fused into the matmul: error ${fusedErr}`);
     gpu.scatterAdd(w1, s1, 0.5);

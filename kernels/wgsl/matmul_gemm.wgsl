@@ -1,4 +1,5 @@
-// matmul_gemm.wgsl: out[m, rows] = x[m, cols] @ W^T (+ bias), tiled, any shape (prefill).
+// matmul_gemm.wgsl: out[m, rows] = x[m, cols] @ W^T (+ bias) (+ out with ACCUMULATE), tiled,
+// any shape (prefill).
 //
 // Bindings (group 0):
 //   0 params  uniform  Params below
@@ -14,6 +15,7 @@
 // Grid: x = ceil(rows / 64), y = ceil(m / 64).
 
 override DTYPE: u32 = 1u; // 0 = f32, 1 = bf16, 2 = f16
+override ACCUMULATE: bool = false; // out += result instead of out = result
 
 const BM: u32 = 64u;
 const BN: u32 = 64u;
@@ -107,7 +109,11 @@ fn main(
         if (p.has_bias != 0u) {
           r = r + bias[col];
         }
-        out[mi * p.out_stride + col] = r;
+        if (ACCUMULATE) {
+          out[mi * p.out_stride + col] = out[mi * p.out_stride + col] + r;
+        } else {
+          out[mi * p.out_stride + col] = r;
+        }
       }
     }
   }

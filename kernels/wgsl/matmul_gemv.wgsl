@@ -1,4 +1,5 @@
-// matmul_gemv.wgsl: out[m, rows] = x[m, cols] @ W^T (+ bias) for a few activation rows (decode).
+// matmul_gemv.wgsl: out[m, rows] = x[m, cols] @ W^T (+ bias) (+ out with ACCUMULATE) for a few
+// activation rows (decode).
 //
 // Bindings (group 0):
 //   0 params  uniform  Params below
@@ -25,6 +26,7 @@ override DTYPE: u32 = 1u;            // 0 = f32, 1 = bf16, 2 = f16
 override THREADS_PER_ROW: u32 = 64u; // power of two in [1, 256]
 override TM: u32 = 1u;               // activation rows per workgroup, 1..4
 override UNROLL: u32 = 1u;           // weight words loaded per thread per iteration: 1, 2 or 4
+override ACCUMULATE: bool = false;  // out += result (a residual connection) instead of out =
 override S0: u32 = 0u;               // first fused delta's values: 0 = none, 1 = bf16, 2 = f16
 override S0_WIDE: bool = false;      // its entries are bare columns (cols > 65536)
 override S1: u32 = 0u;               // second fused delta (needs S0)
@@ -188,6 +190,10 @@ fn main(
     if (p.has_bias != 0u) {
       r = r + bias[col];
     }
-    out[(m0 + lane) * p.out_stride + col] = r;
+    let o = (m0 + lane) * p.out_stride + col;
+    if (ACCUMULATE) {
+      r = r + out[o];
+    }
+    out[o] = r;
   }
 }

@@ -61,6 +61,16 @@ export interface MatmulDelta {
   readonly m: number;
 }
 
+/** Options of `matmul`. */
+export interface MatmulOptions {
+  /** Added to every row: bias[w.rows]. */
+  bias?: Tensor;
+  /** Sparse deltas added on their row windows after the product. */
+  deltas?: readonly MatmulDelta[];
+  /** Add the result to `out` instead of overwriting it (a residual connection). */
+  accumulate?: boolean;
+}
+
 /** Per-sequence key/value cache for all layers. */
 export interface KvCache {
   readonly numLayers: number;
@@ -121,17 +131,10 @@ export interface Backend {
   /** out[i, :] = table[ids[i], :] for i < ids.length. */
   embed(out: Tensor, table: Weight, ids: Int32Array): void;
   /**
-   * out[m, w.rows] = x[m, w.cols] @ w^T (+ bias[w.rows]), then each delta on its rows
-   * (the same as `sparseMatmulAdd` per delta; a backend may fuse them into the matmul).
+   * out[m, w.rows] = x[m, w.cols] @ w^T (+ bias[w.rows]) (+ out when `accumulate`), then each
+   * delta on its rows (the same as `sparseMatmulAdd` per delta; a backend may fuse them).
    */
-  matmul(
-    out: Tensor,
-    x: Tensor,
-    w: Weight,
-    m: number,
-    bias?: Tensor,
-    deltas?: readonly MatmulDelta[],
-  ): void;
+  matmul(out: Tensor, x: Tensor, w: Weight, m: number, opts?: MatmulOptions): void;
   /**
    * Rows [rowOffset, rowOffset+m): out += scale * x @ s^T (the Mediator `delta` path).
    * out has s.rows columns, x has s.cols columns.

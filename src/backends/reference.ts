@@ -8,7 +8,7 @@ import type {
   Backend,
   BackendInfo,
   KvCache,
-  MatmulDelta,
+  MatmulOptions,
   SparseMatrixData,
   SparseWeight,
   Tensor,
@@ -177,15 +177,8 @@ export class ReferenceBackend implements Backend {
   }
 
   /** @inheritdoc */
-  matmul(
-    out: Tensor,
-    x: Tensor,
-    weight: Weight,
-    m: number,
-    bias?: Tensor,
-    deltas: readonly MatmulDelta[] = [],
-  ): void {
-    const o = t(out), xi = t(x), wt = w(weight), b = bias ? t(bias) : undefined;
+  matmul(out: Tensor, x: Tensor, weight: Weight, m: number, opts: MatmulOptions = {}): void {
+    const o = t(out), xi = t(x), wt = w(weight), b = opts.bias ? t(opts.bias) : undefined;
     const { rows, cols } = wt;
     for (let i = 0; i < m; i++) {
       const xo = i * cols;
@@ -193,10 +186,12 @@ export class ReferenceBackend implements Backend {
         let acc = 0;
         const wo = r * cols;
         for (let c = 0; c < cols; c++) acc += xi[xo + c] * wt.data[wo + c];
-        o[i * rows + r] = acc + (b ? b[r] : 0);
+        o[i * rows + r] = (opts.accumulate ? o[i * rows + r] : 0) + acc + (b ? b[r] : 0);
       }
     }
-    for (const d of deltas) this.sparseMatmulAdd(out, x, d.sparse, d.scale, d.rowOffset, d.m);
+    for (const d of opts.deltas ?? []) {
+      this.sparseMatmulAdd(out, x, d.sparse, d.scale, d.rowOffset, d.m);
+    }
   }
 
   /** @inheritdoc */

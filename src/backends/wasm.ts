@@ -9,7 +9,7 @@ import type {
   AttentionArgs,
   Backend,
   KvCache,
-  MatmulDelta,
+  MatmulOptions,
   SparseWeight,
   Tensor,
   Weight,
@@ -85,14 +85,8 @@ export class WasmBackend extends WasmStore implements Backend {
   }
 
   /** @inheritdoc */
-  matmul(
-    out: Tensor,
-    x: Tensor,
-    w: Weight,
-    m: number,
-    bias?: Tensor,
-    deltas: readonly MatmulDelta[] = [],
-  ): void {
+  matmul(out: Tensor, x: Tensor, w: Weight, m: number, opts: MatmulOptions = {}): void {
+    const { bias, deltas = [], accumulate = false } = opts;
     const o = this.tensor(out, "matmul");
     const xt = this.tensor(x, "matmul");
     const wt = this.weight(w, "matmul");
@@ -119,10 +113,25 @@ export class WasmBackend extends WasmStore implements Backend {
       );
     }
     if (m > 0 && wt.rows > 0) {
-      const rowBytes = wt.cols * (wt.storage === "bf16" ? 2 : 4);
-      const kernel = wt.storage === "bf16" ? "gemmBf16" : "gemmF32";
-      const args = [wt.ptr, xt.ptr, o.ptr, b?.ptr ?? 0, m, wt.rows, wt.cols];
-      this.run(kernel, args, wt.rows, 4, rowBytes);
+      // Accumulate: the product goes to a scratch tensor, then one add (the kernels overwrite).
+      const dst = accumulate ? this.alloc(m * wt.rows) : out;
+      try {
+        const rowBytes = wt.cols * (wt.storage === "bf16" ? 2 : 4);
+        const kernel = wt.storage === "bf16" ? "gemmBf16" : "gemmF32";
+        const args = [
+          wt.ptr,
+          xt.ptr,
+          this.tensor(dst, "matmul").ptr,
+          b?.ptr ?? 0,
+          m,
+          wt.rows,
+          wt.cols,
+        ];
+        this.run(kernel, args, wt.rows, 4, rowBytes);
+        if (accumulate) this.add(out, out, dst, m * wt.rows);
+      } finally {
+        if (accumulate) this.free(dst);
+      }
     }
     for (const d of deltas) this.sparseMatmulAdd(out, x, d.sparse, d.scale, d.rowOffset, d.m);
   }

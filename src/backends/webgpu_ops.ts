@@ -2,7 +2,14 @@
  * The matrix and attention ops of the WebGPU backend: kernel choice, chunk loops and grid
  * sizes. Each op records one or more dispatches (one per weight or sparse row chunk).
  */
-import type { AttentionArgs, MatmulDelta, SparseWeight, Tensor, Weight } from "./backend.ts";
+import type {
+  AttentionArgs,
+  MatmulDelta,
+  MatmulOptions,
+  SparseWeight,
+  Tensor,
+  Weight,
+} from "./backend.ts";
 import { UnsupportedOpError } from "../errors.ts";
 import type { CommandRecorder } from "./webgpu_recorder.ts";
 import { splitGrid } from "./webgpu_recorder.ts";
@@ -144,18 +151,13 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
   }
 
   /**
-   * out[m, w.rows] = x[m, w.cols] @ w^T (+ bias[w.rows]), then each delta on its rows. On the
+   * out[m, w.rows] = x[m, w.cols] @ w^T (+ bias[w.rows]) (+ out when accumulating, in the
+   * same launch), then each delta on its rows. On the
    * GEMV path the first delta whose matrix is one chunk like the weight runs inside the matmul
    * launch; the others (and all deltas of the GEMM path) run as `sparseMatmulAdd` launches.
    */
-  matmul(
-    out: Tensor,
-    x: Tensor,
-    w: Weight,
-    m: number,
-    bias?: Tensor,
-    deltas: readonly MatmulDelta[] = [],
-  ): void {
+  matmul(out: Tensor, x: Tensor, w: Weight, m: number, opts: MatmulOptions = {}): void {
+    const { bias, deltas = [], accumulate = false } = opts;
     this.recorder.boundary();
     const o = this.tensor(out, "matmul output");
     const xt = this.tensor(x, "matmul input");
@@ -202,6 +204,7 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
               THREADS_PER_ROW: tpr,
               TM: tm,
               UNROLL: unroll,
+              ACCUMULATE: accumulate,
               S0: f0 ? DTYPE_CODE[f0.st.valueDtype] : 0,
               S0_WIDE: f0 ? f0.st.wide : false,
               S1: f1 ? DTYPE_CODE[f1.st.valueDtype] : 0,
@@ -234,7 +237,7 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
       for (const c of wt.chunks) {
         this.recorder.dispatch({
           kernel: "matmul_gemm",
-          constants: { DTYPE: dtype },
+          constants: { DTYPE: dtype, ACCUMULATE: accumulate },
           params: {
             rows: c.rows,
             cols: wt.cols,

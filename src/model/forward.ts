@@ -9,8 +9,9 @@
  * Buffers (R = total new tokens in the batch, H = hidden, I = intermediate,
  * Q = heads * headDim, K = kvHeads * headDim, V = vocab, L = entries wanting logits):
  *   x [R, H] residual stream    h [R, H] normed      q [R, Q]   k, v [R, K]
- *   attn [R, Q]   proj [R, H]   gate, up [R, I]      last [L, H]   logits [L, V]
- * They are allocated once and grown only when a larger batch arrives.
+ *   attn [R, Q]   gate, up [R, I]      last [L, H]   logits [L, V]
+ * They are allocated once and grown only when a larger batch arrives. The o and down
+ * projections add into x directly (matmul's `accumulate`: the residual connection).
  */
 import type { Backend, KvCache, MatmulDelta, SparseWeight, Tensor } from "../backends/backend.ts";
 import type { ModelConfig } from "./config.ts";
@@ -64,7 +65,6 @@ interface Workspace {
   k: Tensor;
   v: Tensor;
   attn: Tensor;
-  proj: Tensor;
   gate: Tensor;
   up: Tensor;
   last: Tensor;
@@ -108,7 +108,6 @@ export class Transformer {
       k: b.alloc(r * kv),
       v: b.alloc(r * kv),
       attn: b.alloc(r * q),
-      proj: b.alloc(r * c.hiddenSize),
       gate: b.alloc(r * c.intermediateSize),
       up: b.alloc(r * c.intermediateSize),
       last: b.alloc(l * c.hiddenSize),
@@ -127,7 +126,6 @@ export class Transformer {
         ws.k,
         ws.v,
         ws.attn,
-        ws.proj,
         ws.gate,
         ws.up,
         ws.last,
@@ -144,7 +142,10 @@ export class Transformer {
     this.#ws = undefined;
   }
 
-  /** out = W x (+ bias) for all rows, then each entry's route deltas on its rows. */
+  /**
+   * out = W x (+ bias) for all rows (out += W x for the residual projections o and down),
+   * then each entry's route deltas on its rows.
+   */
   #linear(
     out: Tensor,
     x: Tensor,
@@ -157,6 +158,7 @@ export class Transformer {
     order: readonly number[],
   ): void {
     const bias = proj === "q" || proj === "k" || proj === "v" ? layer.bias[proj] : undefined;
+    const accumulate = proj === "o" || proj === "down";
     // Entries are laid out grouped by route (`order`): each group shares one sparse pass.
     const deltas: MatmulDelta[] = [];
     for (let k = 0; k < order.length;) {
@@ -169,7 +171,7 @@ export class Transformer {
         deltas.push({ sparse: d.sparse, scale: d.scale, rowOffset: offsets[first], m });
       }
     }
-    this.backend.matmul(out, x, layer.linear[proj], rows, bias, deltas);
+    this.backend.matmul(out, x, layer.linear[proj], rows, { bias, deltas, accumulate });
   }
 
   /**
@@ -252,15 +254,13 @@ export class Transformer {
           startPos: e.startPos,
         });
       });
-      this.#linear(ws.proj, ws.attn, L, l, "o", rows, entries, offsets, order);
-      b.add(ws.x, ws.x, ws.proj, rows * H);
+      this.#linear(ws.x, ws.attn, L, l, "o", rows, entries, offsets, order);
       // MLP block.
       b.rmsNorm(ws.h, ws.x, L.postNorm, rows, c.rmsNormEps);
       this.#linear(ws.gate, ws.h, L, l, "gate", rows, entries, offsets, order);
       this.#linear(ws.up, ws.h, L, l, "up", rows, entries, offsets, order);
       b.siluMul(ws.gate, ws.gate, ws.up, rows * c.intermediateSize);
-      this.#linear(ws.proj, ws.gate, L, l, "down", rows, entries, offsets, order);
-      b.add(ws.x, ws.x, ws.proj, rows * H);
+      this.#linear(ws.x, ws.gate, L, l, "down", rows, entries, offsets, order);
     }
 
     if (opts.stopAfterLayer !== undefined) {
