@@ -47,7 +47,6 @@ const STAGE_ROW1: usize = 65536;
  * (`R` = u8: staged row 1, at the load immediate STAGE_ROW1). u16 offsets come as two u32
  * loads split with a mask and a shift: two bounds-checked loads instead of four.
  */
-// @ts-ignore: decorator
 function gather4<I, R>(x: usize, sp: usize): v128 {
   if (sizeof<I>() == 2) {
     const lo = load<u32>(sp);
@@ -74,7 +73,6 @@ function gather4<I, R>(x: usize, sp: usize): v128 {
 }
 
 /** The 4 values of the slot at `sp` as f32x4 (bf16 widened with one shift). */
-// @ts-ignore: decorator
 function values4<I, V>(sp: usize): v128 {
   if (sizeof<V>() == 2) return i32x4.shl(v128.load16x4_u(sp, 4 * sizeof<I>()), 16);
   return v128.load(sp, 4 * sizeof<I>());
@@ -102,12 +100,13 @@ function addLanes(y: usize, groupRows: usize, g: i32, acc: v128): void {
 }
 
 /**
- * One group, one x row at `x0`: the 4 row dot products. Four slots per iteration into four
+ * One group, one x row at `x0` (ignored when `X` = u8: staged row 0 at address 0, a
+ * compile-time constant): the 4 row dot products. Four slots per iteration into four
  * accumulators (with fewer, the FMA latency chain sets the pace); the slot pointer steps one
  * slot at a time so every load uses the same few immediates (see the header).
  */
-// @ts-ignore: decorator
-function groupDot1<I, V>(slots: usize, s0: usize, s1: usize, x0: usize): v128 {
+function groupDot1<I, V, X>(slots: usize, s0: usize, s1: usize, x0: usize): v128 {
+  const x: usize = sizeof<X>() == 1 ? 0 : x0;
   const slot = <usize> (4 * (sizeof<I>() + sizeof<V>()));
   let a = f32x4.splat(0);
   let b = f32x4.splat(0);
@@ -116,17 +115,17 @@ function groupDot1<I, V>(slots: usize, s0: usize, s1: usize, x0: usize): v128 {
   let sp = slots + s0 * slot;
   const stop = slots + s1 * slot;
   while (sp + 4 * slot <= stop) {
-    a = f32x4.relaxed_madd(values4<I, V>(sp), gather4<I, u32>(x0, sp), a);
+    a = f32x4.relaxed_madd(values4<I, V>(sp), gather4<I, u32>(x, sp), a);
     sp += slot;
-    b = f32x4.relaxed_madd(values4<I, V>(sp), gather4<I, u32>(x0, sp), b);
+    b = f32x4.relaxed_madd(values4<I, V>(sp), gather4<I, u32>(x, sp), b);
     sp += slot;
-    c = f32x4.relaxed_madd(values4<I, V>(sp), gather4<I, u32>(x0, sp), c);
+    c = f32x4.relaxed_madd(values4<I, V>(sp), gather4<I, u32>(x, sp), c);
     sp += slot;
-    d = f32x4.relaxed_madd(values4<I, V>(sp), gather4<I, u32>(x0, sp), d);
+    d = f32x4.relaxed_madd(values4<I, V>(sp), gather4<I, u32>(x, sp), d);
     sp += slot;
   }
   for (; sp < stop; sp += slot) {
-    a = f32x4.relaxed_madd(values4<I, V>(sp), gather4<I, u32>(x0, sp), a);
+    a = f32x4.relaxed_madd(values4<I, V>(sp), gather4<I, u32>(x, sp), a);
   }
   return f32x4.add(f32x4.add(a, b), f32x4.add(c, d));
 }
@@ -135,7 +134,6 @@ function groupDot1<I, V>(slots: usize, s0: usize, s1: usize, x0: usize): v128 {
  * One group, two x rows (row 1 at `x1`, or staged when `R` = u8): accumulators a (row 0) and
  * b (row 1), two slots per iteration.
  */
-// @ts-ignore: decorator
 function groupDot2<I, V, R>(
   slots: usize,
   s0: usize,
@@ -172,9 +170,9 @@ function groupDot2<I, V, R>(
 }
 
 /**
- * Groups [gStart, gEnd) for x rows at x + i * cols * 4, or staged (`X` = u8: x rows at 0 and
- * STAGE_ROW1, m <= 2), where the gather addresses are the stored offsets plus a constant
- * immediate.
+ * Groups [gStart, gEnd) of every column block, block by block, for x rows at
+ * x + i * cols * 4, or staged (`X` = u8: x rows at 0 and STAGE_ROW1, m <= 2), where the
+ * gather addresses are the stored offsets plus a constant immediate.
  */
 function spmmImpl<I, V, X>(
   groupRows: usize,
@@ -186,42 +184,44 @@ function spmmImpl<I, V, X>(
   m: i32,
   rows: i32,
   cols: i32,
+  groups: i32,
+  blocks: i32,
   gStart: i32,
   gEnd: i32,
 ): void {
   const yStride = <usize> rows << 2;
-  const sc = f32x4.splat(scale);
-  if (sizeof<X>() == 1) {
-    for (let g = gStart; g < gEnd; g++) {
-      const s0 = <usize> load<u32>(groupPtr + (<usize> g << 2));
-      const s1 = <usize> load<u32>(groupPtr + (<usize> g << 2), 4);
-      if (m == 2) {
-        groupDot2<I, V, u8>(slots, s0, s1, 0, 0, y, y + yStride, groupRows, g, sc);
-      } else {
-        addLanes(y, groupRows, g, f32x4.mul(groupDot1<I, V>(slots, s0, s1, 0), sc));
-      }
-    }
-    return;
-  }
   const xStride = <usize> cols << 2;
-  for (let g = gStart; g < gEnd; g++) {
-    const s0 = <usize> load<u32>(groupPtr + (<usize> g << 2));
-    const s1 = <usize> load<u32>(groupPtr + (<usize> g << 2), 4);
-    let i = 0;
-    for (; i + 2 <= m; i += 2) {
-      const x0 = x + <usize> i * xStride;
-      const y0 = y + <usize> i * yStride;
-      groupDot2<I, V, u32>(slots, s0, s1, x0, x0 + xStride, y0, y0 + yStride, groupRows, g, sc);
-    }
-    if (i < m) {
-      const acc = groupDot1<I, V>(slots, s0, s1, x + <usize> i * xStride);
-      addLanes(y + <usize> i * yStride, groupRows, g, f32x4.mul(acc, sc));
+  const sc = f32x4.splat(scale);
+  for (let b = 0; b < blocks; b++) {
+    const gp = groupPtr + (<usize> (b * groups) << 2);
+    for (let g = gStart; g < gEnd; g++) {
+      const s0 = <usize> load<u32>(gp + (<usize> g << 2));
+      const s1 = <usize> load<u32>(gp + (<usize> g << 2), 4);
+      if (sizeof<X>() == 1) {
+        if (m == 2) {
+          groupDot2<I, V, u8>(slots, s0, s1, 0, 0, y, y + yStride, groupRows, g, sc);
+        } else {
+          addLanes(y, groupRows, g, f32x4.mul(groupDot1<I, V, u8>(slots, s0, s1, 0), sc));
+        }
+        continue;
+      }
+      let i = 0;
+      for (; i + 2 <= m; i += 2) {
+        const x0 = x + <usize> i * xStride;
+        const y0 = y + <usize> i * yStride;
+        groupDot2<I, V, u32>(slots, s0, s1, x0, x0 + xStride, y0, y0 + yStride, groupRows, g, sc);
+      }
+      if (i < m) {
+        const acc = groupDot1<I, V, u32>(slots, s0, s1, x + <usize> i * xStride);
+        addLanes(y + <usize> i * yStride, groupRows, g, f32x4.mul(acc, sc));
+      }
     }
   }
 }
 
 /**
- * y[m, rows] += scale * x[m, cols] @ S^T over groups [gStart, gEnd).
+ * y[m, rows] += scale * x[m, cols] @ S^T over groups [gStart, gEnd) of each of the `blocks`
+ * column blocks (`groupPtr` has blocks * groups + 1 entries).
  * y points at the first output row of the window; x at the first input row, or is ignored
  * when `staged` (m <= 2, rows copied to 0 and 65536). `wideIdx`: u32 offsets (else u16);
  * `f32Vals`: f32 values (else bf16).
@@ -239,24 +239,110 @@ export function spmmSell4(
   wideIdx: i32,
   f32Vals: i32,
   staged: i32,
+  groups: i32,
+  blocks: i32,
   gStart: i32,
   gEnd: i32,
 ): void {
   if (wideIdx != 0) {
     if (f32Vals != 0) {
-      spmmImpl<u32, f32, u32>(groupRows, groupPtr, slots, x, y, scale, m, rows, cols, gStart, gEnd);
+      spmmImpl<u32, f32, u32>(
+        groupRows,
+        groupPtr,
+        slots,
+        x,
+        y,
+        scale,
+        m,
+        rows,
+        cols,
+        groups,
+        blocks,
+        gStart,
+        gEnd,
+      );
     } else {
-      spmmImpl<u32, u16, u32>(groupRows, groupPtr, slots, x, y, scale, m, rows, cols, gStart, gEnd);
+      spmmImpl<u32, u16, u32>(
+        groupRows,
+        groupPtr,
+        slots,
+        x,
+        y,
+        scale,
+        m,
+        rows,
+        cols,
+        groups,
+        blocks,
+        gStart,
+        gEnd,
+      );
     }
   } else if (staged != 0) {
     if (f32Vals != 0) {
-      spmmImpl<u16, f32, u8>(groupRows, groupPtr, slots, x, y, scale, m, rows, cols, gStart, gEnd);
+      spmmImpl<u16, f32, u8>(
+        groupRows,
+        groupPtr,
+        slots,
+        x,
+        y,
+        scale,
+        m,
+        rows,
+        cols,
+        groups,
+        blocks,
+        gStart,
+        gEnd,
+      );
     } else {
-      spmmImpl<u16, u16, u8>(groupRows, groupPtr, slots, x, y, scale, m, rows, cols, gStart, gEnd);
+      spmmImpl<u16, u16, u8>(
+        groupRows,
+        groupPtr,
+        slots,
+        x,
+        y,
+        scale,
+        m,
+        rows,
+        cols,
+        groups,
+        blocks,
+        gStart,
+        gEnd,
+      );
     }
   } else if (f32Vals != 0) {
-    spmmImpl<u16, f32, u32>(groupRows, groupPtr, slots, x, y, scale, m, rows, cols, gStart, gEnd);
+    spmmImpl<u16, f32, u32>(
+      groupRows,
+      groupPtr,
+      slots,
+      x,
+      y,
+      scale,
+      m,
+      rows,
+      cols,
+      groups,
+      blocks,
+      gStart,
+      gEnd,
+    );
   } else {
-    spmmImpl<u16, u16, u32>(groupRows, groupPtr, slots, x, y, scale, m, rows, cols, gStart, gEnd);
+    spmmImpl<u16, u16, u32>(
+      groupRows,
+      groupPtr,
+      slots,
+      x,
+      y,
+      scale,
+      m,
+      rows,
+      cols,
+      groups,
+      blocks,
+      gStart,
+      gEnd,
+    );
   }
 }
