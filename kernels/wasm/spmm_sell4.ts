@@ -1,16 +1,23 @@
 /**
  * Sparse delta: y[m, rows] += scale * x[m, cols] @ S^T for a sparse S (the delta path).
  *
- * Layout (SELL-4, built on upload from CSR by src/backends/wasm_sparse.ts): rows are sorted
- * by non-zero count and taken four at a time into groups. `groupRows` holds the 4 row
- * indices of each group (u32, 0xffffffff for a missing row); `groupPtr[g]..groupPtr[g+1]`
- * are the group's slots. A slot holds one non-zero of each of the 4 rows: 4 byte offsets
- * into an x row (col * 4; u16 when cols <= 16384, else u32) followed by 4 values (bf16 bits,
- * or f32 for matrices that came as f16), so the kernel reads one sequential stream. Rows
- * shorter than the group's longest row are padded with (offset 0, value 0).
+ * Layout (SELL-4 in column blocks, built on upload from CSR by src/backends/wasm_sparse.ts):
+ * rows are sorted by non-zero count and taken four at a time into groups; `groupRows` holds
+ * the 4 row indices of each group (u32, 0xffffffff for a missing row). The columns are cut
+ * into `blocks` equal blocks of at most 2560 columns, and the slots are stored block by
+ * block, group by group: `groupPtr[b * groups + g] .. groupPtr[b * groups + g + 1]` are the
+ * slots of group g in column block b. A slot holds one non-zero of each of the 4 rows: 4
+ * byte offsets into an x row (col * 4, absolute; u16 when cols <= 16384, else u32) followed
+ * by 4 values (bf16 bits, or f32 for matrices that came as f16), so the kernel reads one
+ * sequential stream. Rows with fewer non-zeros in a block than the group's longest are padded
+ * with (offset 0, value 0).
+ * Why column blocks: the kernel runs block by block, so the x values one pass gathers (at
+ * most 10 KiB) stay in the 32 KiB L1 cache next to the streamed slots. With the 4864 columns
+ * of the down projection in one block (19 KiB of x), the gathers missed L1 and the shape ran
+ * 1.4x slower per non-zero than the 896-column ones; two blocks of 2432 columns fixed that.
  * Staged mode (decode, m <= 2, u16 offsets): the host copies x row 0 to address 0 and row 1
  * to address 65536 (below the module's memoryBase), so a gathered address is the stored
- * offset itself, with no add.
+ * offset itself (plus the immediate 65536 for row 1), with no add.
  * Vectorisation: one f32x4 accumulator holds the 4 rows of a group; x is gathered with
  * `v128.load32_lane` (4 scalar loads into lanes); bf16 values widen with one shift; relaxed
  * fused multiply-add. No horizontal sums: lane l ends as row l's dot product. Four slots per
@@ -26,17 +33,18 @@
  *   - the slot pointer steps one slot at a time with fixed immediates (offsets at +0 and +4,
  *     values at +8), so each iteration computes the few "memory size - end offset" bounds
  *     once; unrolling by address (+16, +32, ...) needs one per immediate and V8 then spills;
- *   - staged x sits at address 0 (row 1 at the immediate 65536), so a gather address is the
- *     offset itself; in staged mode m = 1 and m = 2 are separate code paths so the base
- *     folds to a constant.
+ *   - the staged x base is a compile-time constant (groupDot1 / groupDot2 take it as a type
+ *     parameter; a runtime base of 0 costs an add per gathered lane).
  * Measured and not kept (d = 0.1, both shapes, within +-3% of this or slower): one u64 load
  * per slot split into 4 offsets (more shifts than loads saved), one v128 load per slot with
  * lane extracts to registers (extracts are slow: -20%), gathering with four load32_zero and
  * shuffles, full-width x loads combined with blends or kept in 4 per-lane accumulators,
  * values pre-interleaved for slot pairs (AND / shift instead of the widening load: +1-2% on
- * top of this), f32 values (bigger stream), 8 slots per iteration.
+ * top of this), f32 values (bigger stream), 8 slots per iteration, and plain u16 offset
+ * loads in the non-staged (m > 2) path.
  * Threading: the caller splits groups [gStart, gEnd) between threads, balanced by slot
- * count; groups own distinct rows, so threads never write the same output.
+ * count over all blocks; a thread runs its groups in every block, and groups own distinct
+ * rows, so threads never write the same output.
  */
 const NO_ROW: u32 = 0xffffffff;
 /** Address of staged x row 1 (row 0 is at 0). */
