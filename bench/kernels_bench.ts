@@ -9,14 +9,16 @@
  * Each weight set is several times the L3 cache (copies are cycled), so weights come from
  * DRAM as in decoding. Medians of several repeats.
  *
- * Run: `deno run -A bench/kernels_bench.ts [--quick]`. Prints a markdown table; writes
- * bench/out/kernels.json.
+ * Run: `deno run -A bench/kernels_bench.ts [--quick] [--sparse]`. Prints a markdown table;
+ * writes bench/out/kernels.json. `--sparse` measures only the sparse rows and the dense GEMV
+ * of the sparse shapes they are compared with (no onnxruntime-web, no bandwidth probe).
  */
 import { measureDramBandwidth } from "./dram_bandwidth.ts";
 import { createWasmBackend, type WasmBackend } from "../src/backends/wasm.ts";
 import type { SparseMatrixData, Weight } from "../src/backends/backend.ts";
 
 const QUICK = Deno.args.includes("--quick");
+const SPARSE_ONLY = Deno.args.includes("--sparse");
 const REPS = QUICK ? 3 : 7;
 /** Bytes of each cycled weight set (L3 here is 32 MiB). */
 const SET_BYTES = (QUICK ? 96 : 192) * 1048576;
@@ -131,7 +133,7 @@ interface DenseRow {
   ms: number;
   gflops: number;
   gbps: number;
-  ofBandwidth: number;
+  ofBandwidth: number | null;
   ortMs: number | null;
   vsOrt: number | null;
 }
@@ -176,22 +178,25 @@ function denseTimes(be: WasmBackend, rows: number, cols: number) {
 async function main() {
   const t0 = performance.now();
   const bandwidth: Record<number, number> = {};
-  for (const t of THREADS) bandwidth[t] = await measureBandwidth(t);
+  if (!SPARSE_ONLY) { for (const t of THREADS) bandwidth[t] = await measureBandwidth(t); }
   const dense: DenseRow[] = [];
   const sparse: SparseRow[] = [];
   for (const threads of THREADS) {
     const be = await createWasmBackend({ threads });
-    const ort = new OrtPeer();
+    const ort = SPARSE_ONLY ? null : new OrtPeer();
     try {
-      await ort.call({ cmd: "init", threads });
+      await ort?.call({ cmd: "init", threads });
       const denseMs: Record<string, Record<string, number>> = {};
-      for (const s of SHAPES) {
+      for (const s of SPARSE_ONLY ? SPARSE_SHAPES : SHAPES) {
         const ours = denseTimes(be, s.rows, s.cols);
         const f32Bytes = s.rows * s.cols * 4;
         const count = Math.max(1, Math.ceil(SET_BYTES / f32Bytes));
-        await ort.call({ cmd: "load", rows: s.rows, cols: s.cols, count, seed: s.rows + s.cols });
-        const ortMs = median((await ort.call({ cmd: "run", reps: REPS })).ms!);
-        await ort.call({ cmd: "close" });
+        let ortMs: number | null = null;
+        if (ort) {
+          await ort.call({ cmd: "load", rows: s.rows, cols: s.cols, count, seed: s.rows + s.cols });
+          ortMs = median((await ort.call({ cmd: "run", reps: REPS })).ms!);
+          await ort.call({ cmd: "close" });
+        }
         denseMs[s.name] = { bf16: ours.bf16.ms, f32: ours.f32.ms };
         for (const dtype of ["bf16", "f32"] as const) {
           const { ms, copies } = ours[dtype];
@@ -206,9 +211,9 @@ async function main() {
             ms,
             gflops: (2 * s.rows * s.cols) / ms / 1e6,
             gbps,
-            ofBandwidth: gbps / bandwidth[threads],
+            ofBandwidth: SPARSE_ONLY ? null : gbps / bandwidth[threads],
             ortMs,
-            vsOrt: ortMs / ms,
+            vsOrt: ortMs === null ? null : ortMs / ms,
           });
         }
       }
@@ -241,7 +246,7 @@ async function main() {
         be.free(y);
       }
     } finally {
-      ort.close();
+      ort?.close();
       be.dispose();
     }
   }
@@ -271,8 +276,9 @@ function report(
   for (const r of dense) {
     lines.push(
       `| ${r.shape} | ${r.rows}x${r.cols} | ${r.threads} | ${r.dtype} | ${f(r.ms, 3)} | ` +
-        `${f(r.gflops, 1)} | ${f(r.gbps, 1)} | ${f(100 * r.ofBandwidth, 0)}% | ` +
-        `${f(r.ortMs, 3)} | ${f(r.vsOrt)}x |`,
+        `${f(r.gflops, 1)} | ${f(r.gbps, 1)} | ` +
+        `${r.ofBandwidth === null ? "-" : `${f(100 * r.ofBandwidth, 0)}%`} | ` +
+        `${f(r.ortMs, 3)} | ${r.vsOrt === null ? "-" : `${f(r.vsOrt)}x`} |`,
     );
   }
   lines.push("");

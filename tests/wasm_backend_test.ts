@@ -132,6 +132,9 @@ for (const threads of [1, 2]) {
       }
       cases.push(["f16 d=0.1", randomSparse(61, 129, 0.1, rng, "f16")]);
       cases.push(["skewed rows", skewedSparse(45, 300, rng)]);
+      // More than BLOCK_COLS (2560) columns: three column blocks, u16 offsets, staged decode.
+      cases.push(["column blocks", randomSparse(37, 2 * 2560 + 77, 0.05, rng)]);
+      cases.push(["column blocks skewed", skewedSparse(22, 2560 + 1, rng)]);
       cases.push(["u32 offsets", randomSparse(6, 16384 + 9, 0.02, rng)]);
       cases.push(["u32 offsets f16", randomSparse(5, 20000, 0.01, rng, "f16")]);
       for (const [what, sd] of cases) {
@@ -158,7 +161,13 @@ wasmTest(
   "WasmBackend: scatterAdd rounds f16 weights like a 16-bit store and handles u32 offsets",
   { threads: 2, parallelMinBytes: 0 },
   async (be, ref, rng) => {
-    for (const [dtype, rows, cols] of [["f16", 33, 70], ["bf16", 3, 16384 + 5]] as const) {
+    const shapes = [
+      ["f16", 33, 70],
+      ["f16", 9, 2 * 2560 + 3],
+      ["bf16", 11, 6000],
+      ["bf16", 3, 16384 + 5],
+    ] as const;
+    for (const [dtype, rows, cols] of shapes) {
       const bytes = encodeFromF32(randomF32(rows * cols, rng), dtype);
       const w1 = be.uploadWeight(bytes, dtype, rows, cols);
       const w2 = ref.uploadWeight(bytes, dtype, rows, cols);

@@ -185,6 +185,8 @@ export class WasmBackend extends WasmStore implements Backend {
       sp.wideIdx,
       sp.f32Vals,
       staged,
+      sp.groups,
+      sp.blocks,
     ];
     this.runRanges("spmmSell4", args, sp.ranges, sp.slots * 16 * m);
   }
@@ -214,6 +216,8 @@ export class WasmBackend extends WasmStore implements Backend {
       sp.wideIdx,
       sp.f32Vals,
       wt.storage === "f32" ? 1 : 0,
+      sp.groups,
+      sp.blocks,
     ];
     this.runRanges("scatterAddSell4", args, sp.ranges, sp.slots * 64);
   }

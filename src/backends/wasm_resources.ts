@@ -69,6 +69,8 @@ export class WasmSparse extends WasmResource implements SparseWeight {
   readonly cols: number;
   readonly nnz: number;
   readonly groups: number;
+  /** Column blocks: groupPtr holds blocks * groups + 1 slot indices. */
+  readonly blocks: number;
   readonly groupRowsPtr: number;
   readonly groupPtrPtr: number;
   /** Interleaved slots (4 byte offsets, then 4 values each). */
@@ -88,6 +90,7 @@ export class WasmSparse extends WasmResource implements SparseWeight {
     this.cols = fields.cols;
     this.nnz = fields.nnz;
     this.groups = fields.groups;
+    this.blocks = fields.blocks;
     this.groupRowsPtr = fields.groupRowsPtr;
     this.groupPtrPtr = fields.groupPtrPtr;
     this.slotsPtr = fields.slotsPtr;
