@@ -1,8 +1,9 @@
 /**
  * Runs kernel jobs on the main thread plus (threads - 1) Deno Workers that share the
- * kernel module's memory. A job is one kernel call split into per-thread [start, end)
- * ranges; the main thread takes range 0 and waits (spin, then Atomics.wait) for the
- * workers. Workers are terminated by `dispose()`.
+ * kernel module's memory. A job is one kernel call split into [start, end) chunks (one
+ * per thread); each chunk is claimed before it runs (see wasm_worker.ts), the main thread
+ * runs chunk 0 and any chunk no worker has started, then waits (spin, then Atomics.wait)
+ * for the chunks workers are running. Workers are terminated by `dispose()`.
  */
 import { KERNEL_NAMES, type KernelExports, type KernelName } from "./wasm_module.ts";
 import { CTL, type WorkerInit, workerMain } from "./wasm_worker.ts";
@@ -19,6 +20,8 @@ export class WasmThreadPool {
   readonly #ctl: Int32Array;
   readonly #args: Float64Array;
   readonly #spin: number;
+  /** Chunks of the previous job (their claim flags are reset for the next). */
+  #lastChunks = 0;
   #disposed = false;
 
   private constructor(
@@ -62,7 +65,15 @@ export class WasmThreadPool {
               };
             }),
           );
-          const init: WorkerInit = { module, memory, ctl, tid, kernels: KERNEL_NAMES, spin };
+          const init: WorkerInit = {
+            module,
+            memory,
+            ctl,
+            tid,
+            threads,
+            kernels: KERNEL_NAMES,
+            spin,
+          };
           worker.postMessage(init);
         }
         await Promise.all(ready);
@@ -81,43 +92,63 @@ export class WasmThreadPool {
   }
 
   /**
-   * Runs `kernel(...args, start_t, end_t, t)` on every thread t with a non-empty range.
-   * `ranges` holds [start, end) per thread (2 * threads numbers); only range 0 runs when
-   * all others are empty. Throws when a worker's kernel trapped.
+   * Runs `kernel(...args, start_c, end_c, t)` for every non-empty chunk c of `ranges`
+   * ([start, end) pairs, at most CTL.MAX_CHUNKS), each on some thread t (worker t prefers
+   * chunk t; the main thread, t = 0, takes chunk 0 and whatever is left unclaimed). Throws
+   * when a kernel trapped.
    */
   run(kernel: KernelName, args: readonly number[], ranges: readonly number[]): void {
     if (this.#disposed) throw new Error("Cannot run a wasm kernel: the backend was disposed");
-    let busyWorkers = 0;
-    for (let t = 1; t < this.threads; t++) if (ranges[2 * t] < ranges[2 * t + 1]) busyWorkers++;
-    if (busyWorkers > 0) {
-      const ctl = this.#ctl;
-      ctl[CTL.KERNEL] = KERNEL_NAMES.indexOf(kernel);
-      ctl[CTL.NARGS] = args.length;
-      for (let i = 0; i < args.length; i++) this.#args[i] = args[i];
-      for (let t = 0; t < this.threads; t++) {
-        ctl[CTL.RANGES + 2 * t] = ranges[2 * t];
-        ctl[CTL.RANGES + 2 * t + 1] = ranges[2 * t + 1];
-      }
-      Atomics.store(ctl, CTL.DONE, 0);
-      Atomics.store(ctl, CTL.ERROR, 0);
-      Atomics.add(ctl, CTL.GEN, 1);
-      Atomics.notify(ctl, CTL.GEN);
+    const n = ranges.length / 2;
+    if (n > CTL.MAX_CHUNKS) {
+      throw new RangeError(`Cannot run a wasm kernel in ${n} chunks: at most ${CTL.MAX_CHUNKS}`);
     }
     const fn = this.#main[kernel] as (...a: number[]) => number;
-    let mainError: unknown;
-    try {
-      if (ranges[0] < ranges[1]) fn(...args, ranges[0], ranges[1], 0);
-    } catch (e) {
-      mainError = e;
+    let busy = 0;
+    for (let c = 0; c < n; c++) if (ranges[2 * c] < ranges[2 * c + 1]) busy++;
+    if (this.threads === 1 || busy <= 1) {
+      for (let c = 0; c < n; c++) {
+        if (ranges[2 * c] < ranges[2 * c + 1]) fn(...args, ranges[2 * c], ranges[2 * c + 1], 0);
+      }
+      return;
     }
-    if (busyWorkers > 0) this.#join();
+    const ctl = this.#ctl;
+    ctl[CTL.KERNEL] = KERNEL_NAMES.indexOf(kernel);
+    ctl[CTL.NARGS] = args.length;
+    for (let i = 0; i < args.length; i++) this.#args[i] = args[i];
+    for (let c = 0; c < n; c++) {
+      ctl[CTL.RANGES + 2 * c] = ranges[2 * c];
+      ctl[CTL.RANGES + 2 * c + 1] = ranges[2 * c + 1];
+    }
+    Atomics.store(ctl, CTL.NCHUNKS, n);
+    Atomics.store(ctl, CTL.DONE, 0);
+    Atomics.store(ctl, CTL.ERROR, 0);
+    // Claims last: a thread that claims a chunk then sees every param above.
+    for (let c = 0; c < Math.max(n, this.#lastChunks); c++) {
+      const free = c < n && ranges[2 * c] < ranges[2 * c + 1];
+      Atomics.store(ctl, CTL.CLAIMS + c, free ? 0 : 1);
+    }
+    this.#lastChunks = n;
+    Atomics.add(ctl, CTL.GEN, 1);
+    Atomics.notify(ctl, CTL.GEN);
+    let mine = 0;
+    let mainError: unknown;
+    for (let c = 0; c < n; c++) {
+      if (Atomics.compareExchange(ctl, CTL.CLAIMS + c, 0, 1) !== 0) continue;
+      mine++;
+      try {
+        fn(...args, ranges[2 * c], ranges[2 * c + 1], 0);
+      } catch (e) {
+        mainError ??= e;
+      }
+    }
+    this.#join(busy - mine);
     if (mainError !== undefined) throw mainError;
   }
 
-  /** Waits until every worker has finished the current job. */
-  #join(): void {
+  /** Waits until workers have finished `want` chunks of the current job. */
+  #join(want: number): void {
     const ctl = this.#ctl;
-    const want = this.threads - 1;
     let spins = 0;
     for (;;) {
       const done = Atomics.load(ctl, CTL.DONE);

@@ -25,6 +25,9 @@ import {
 import { splitGroups, toSell4, validateCsr } from "./wasm_sparse.ts";
 import { need, needInt } from "./wasm_checks.ts";
 
+/** Chunks per thread of a parallel kernel call (see WasmStore's #chunks). */
+const CHUNKS_PER_THREAD = 4;
+
 /** Resources and thread dispatch of the WASM backend; `WasmBackend` adds the ops. */
 export class WasmStore {
   /** Name and device (thread count). */
@@ -57,6 +60,14 @@ export class WasmStore {
     this.#parallelMinBytes = parallelMinBytes;
     const t = pool.threads;
     this.info = { name: "wasm-simd", device: `wasm-simd x${t} thread${t === 1 ? "" : "s"}` };
+  }
+
+  /**
+   * Chunks a parallel op is cut into: CHUNKS_PER_THREAD per thread, claimed dynamically
+   * (wasm_pool.ts), so a worker the OS does not schedule holds back only a small share.
+   */
+  get #chunks(): number {
+    return this.threads === 1 ? 1 : this.threads * CHUNKS_PER_THREAD;
   }
 
   /** Threads taking part in each op (main thread included). */
@@ -154,7 +165,7 @@ export class WasmStore {
         slotsPtr: ptr + rowsBytes + ptrBytes,
         wideIdx: sell.wideIdx,
         f32Vals: sell.f32Vals,
-        ranges: splitGroups(sell.groupPtr, sell.groups, sell.blocks, this.threads),
+        ranges: splitGroups(sell.groupPtr, sell.groups, sell.blocks, this.#chunks),
         slots: sell.slotCount,
       }),
     );
@@ -227,8 +238,8 @@ export class WasmStore {
     align: number,
     bytesPerUnit: number,
   ): void {
-    const t = total * bytesPerUnit >= this.#parallelMinBytes ? this.threads : 1;
-    const ranges = new Array<number>(2 * this.threads).fill(0);
+    const t = total * bytesPerUnit >= this.#parallelMinBytes ? this.#chunks : 1;
+    const ranges = new Array<number>(2 * t).fill(0);
     const per = Math.ceil(total / t / align) * align;
     for (let i = 0; i < t; i++) {
       ranges[2 * i] = Math.min(total, i * per);
@@ -247,9 +258,7 @@ export class WasmStore {
     if (bytes >= this.#parallelMinBytes || this.threads === 1) {
       this.pool.run(kernel, args, ranges);
     } else {
-      const single = new Array<number>(2 * this.threads).fill(0);
-      single[1] = ranges[ranges.length - 1];
-      this.pool.run(kernel, args, single);
+      this.pool.run(kernel, args, [0, ranges[ranges.length - 1]]);
     }
   }
 

@@ -3,9 +3,16 @@
  * becomes the worker's module, so it must not reference anything outside its own body.
  *
  * Protocol (Int32Array `ctl` over a SharedArrayBuffer, Float64Array `args` after it):
- * the main thread writes the kernel index, argument count, arguments and per-thread
- * [start, end) ranges, then bumps `ctl[GEN]` and notifies. Each worker runs its range,
- * adds 1 to `ctl[DONE]` and notifies. Kernel index -1 asks workers to return.
+ * the main thread writes the kernel index, argument count, arguments and the job's chunks
+ * ([start, end) ranges, one per thread as the callers split them), then marks each chunk
+ * claimable (`ctl[CLAIMS + c]` = 0), bumps `ctl[GEN]` and notifies. Any thread runs a chunk
+ * only after claiming it with compare-exchange 0 -> 1: worker `tid` tries chunk `tid` first,
+ * then the others; the main thread runs chunk 0 and then claims whatever no worker has
+ * started. So when the machine is oversubscribed and a worker is not scheduled, the main
+ * thread does its share instead of sleeping until it wakes. A worker adds 1 to `ctl[DONE]`
+ * per chunk it ran and notifies. Params are written before the claims are reset, so a
+ * worker that claims a chunk (of whichever job) reads that job's params. Kernel index -1
+ * asks workers to return.
  */
 
 /** Slots of the control array (shared with the pool). */
@@ -15,8 +22,14 @@ export const CTL = {
   KERNEL: 2,
   NARGS: 3,
   ERROR: 4,
-  /** Ranges: thread t uses [RANGES + 2t, RANGES + 2t + 1]. */
+  /** Chunks of the current job. */
+  NCHUNKS: 5,
+  /** Ranges: chunk c is [RANGES + 2c, RANGES + 2c + 1]. */
   RANGES: 16,
+  /** Claim flags: 0 = free, 1 = taken (or empty). */
+  CLAIMS: 160,
+  /** Most chunks of one job. */
+  MAX_CHUNKS: 64,
   /** Byte offset of the Float64Array of arguments. */
   ARGS_BYTE_OFFSET: 2048,
   MAX_ARGS: 32,
@@ -29,6 +42,8 @@ export interface WorkerInit {
   memory: WebAssembly.Memory;
   ctl: SharedArrayBuffer;
   tid: number;
+  /** Threads of the pool, the main thread included. */
+  threads: number;
   kernels: readonly string[];
   spin: number;
 }
@@ -42,7 +57,8 @@ export function workerMain(): void {
   scope.onmessage = (event: MessageEvent<WorkerInit>) => {
     scope.onmessage = null;
     const init = event.data;
-    const GEN = 0, DONE = 1, KERNEL = 2, NARGS = 3, ERROR = 4, RANGES = 16, ARGS = 2048;
+    const GEN = 0, DONE = 1, KERNEL = 2, NARGS = 3, ERROR = 4, NCHUNKS = 5;
+    const RANGES = 16, CLAIMS = 160, ARGS = 2048;
     const ctl = new Int32Array(init.ctl);
     const args = new Float64Array(init.ctl, ARGS, 32);
     const exports = new WebAssembly.Instance(init.module, { env: { memory: init.memory } })
@@ -58,20 +74,22 @@ export function workerMain(): void {
         else Atomics.wait(ctl, GEN, seen);
       }
       seen = Atomics.load(ctl, GEN);
-      const kernel = ctl[KERNEL];
-      if (kernel < 0) return;
-      const start = ctl[RANGES + 2 * tid];
-      const end = ctl[RANGES + 2 * tid + 1];
-      if (start < end) {
+      if (Atomics.load(ctl, KERNEL) < 0) return;
+      const n = Atomics.load(ctl, NCHUNKS);
+      // Start at this thread's share of the chunks: the same rows each call stay in its cache.
+      const first = Math.floor((tid * n) / init.threads);
+      for (let k = 0; k < n; k++) {
+        const c = (first + k) % n;
+        if (Atomics.compareExchange(ctl, CLAIMS + c, 0, 1) !== 0) continue;
         try {
           const a = Array.from(args.subarray(0, ctl[NARGS]));
-          kernels[kernel](...a, start, end, tid);
+          kernels[ctl[KERNEL]](...a, ctl[RANGES + 2 * c], ctl[RANGES + 2 * c + 1], tid);
         } catch {
           Atomics.store(ctl, ERROR, 1);
         }
+        Atomics.add(ctl, DONE, 1);
+        Atomics.notify(ctl, DONE);
       }
-      Atomics.add(ctl, DONE, 1);
-      Atomics.notify(ctl, DONE);
     }
   };
 }
