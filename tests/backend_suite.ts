@@ -171,7 +171,12 @@ export function runBackendSuite(
         p.be.matmul(o1, x1, w1, m, { bias: b1, accumulate: true });
         p.ref.matmul(o2, x2, w2, m, { bias: b2, accumulate: true });
         await compare(p, o1, o2, tol[dtype], `matmul ${dtype} accumulate m=${m} ${rows}x${cols}`);
-        for (const r of [w1, x1, b1, o1]) p.be.free(r);
+        // Gated input: silu(gate) * x (the gated MLP's down projection).
+        const [g1, g2] = upload(p, randomF32(m * cols, rng, 4));
+        p.be.matmul(o1, x1, w1, m, { gate: g1 });
+        p.ref.matmul(o2, x2, w2, m, { gate: g2 });
+        await compare(p, o1, o2, tol[dtype], `matmul ${dtype} gated m=${m} ${rows}x${cols}`);
+        for (const r of [w1, x1, b1, o1, g1]) p.be.free(r);
       }
     });
   }
@@ -252,6 +257,19 @@ export function runBackendSuite(
         accumulate: true,
       });
       await compare(p, o1, o2, tol.bf16, `matmul + one delta m=${m} ${rows}x${cols}`);
+      // A gated input seen by the deltas too: with one delta (fusable) and with all of them.
+      const [g1, g2] = upload(p, randomF32(m * cols, rng, 4));
+      p.be.matmul(o1, x1, w1, m, { deltas: one, gate: g1, accumulate: true });
+      p.ref.matmul(o2, x2, w2, m, {
+        deltas: [{ ...one[0], sparse: pairs[1][1] }],
+        gate: g2,
+        accumulate: true,
+      });
+      await compare(p, o1, o2, tol.bf16, `gated matmul + one delta m=${m} ${rows}x${cols}`);
+      p.be.matmul(o1, x1, w1, m, { bias: b1, deltas: deltas(0), gate: g1 });
+      p.ref.matmul(o2, x2, w2, m, { bias: b2, deltas: deltas(1), gate: g2 });
+      await compare(p, o1, o2, tol.bf16, `gated matmul + deltas m=${m} ${rows}x${cols}`);
+      p.be.free(g1);
       for (const r of [w1, x1, b1, o1, ...pairs.map((q) => q[0])]) p.be.free(r);
     }
     const w = p.be.uploadWeight(new Uint8Array(4 * 8 * 2), "bf16", 4, 8);

@@ -1,5 +1,5 @@
 // matmul_gemv.wgsl: out[m, rows] = x[m, cols] @ W^T (+ bias) (+ out with ACCUMULATE) for a few
-// activation rows (decode).
+// activation rows (decode); with GATED, silu(gate) * x in place of x.
 //
 // Bindings (group 0):
 //   0 params  uniform  Params below
@@ -12,6 +12,9 @@
 //   5 s0      storage read        array<u32>  S0 != 0: the first fused sparse delta, one chunk
 //                                  laid out as in sparse_matmul_add.wgsl
 //   6 s1      storage read        array<u32>  S1 != 0: the second fused sparse delta
+//   7 gate    storage read        array<vec4<f32>>  GATED: gate[m, cols]; the product then
+//                                  takes silu(gate) * x in place of x (the gated MLP's down
+//                                  projection reads silu(gate) * up without a launch of its own)
 // Layout: one workgroup of 256 threads handles 256 / THREADS_PER_ROW weight rows; the threads
 // of a row read consecutive vec4 words (coalesced along cols), UNROLL words per iteration,
 // accumulate TM activation rows at once (each weight word is loaded once for all TM rows),
@@ -27,6 +30,7 @@ override THREADS_PER_ROW: u32 = 64u; // power of two in [1, 256]
 override TM: u32 = 1u;               // activation rows per workgroup, 1..4
 override UNROLL: u32 = 1u;           // weight words loaded per thread per iteration: 1, 2 or 4
 override ACCUMULATE: bool = false;  // out += result (a residual connection) instead of out =
+override GATED: bool = false;        // input = silu(gate) * x, elementwise
 override S0: u32 = 0u;               // first fused delta's values: 0 = none, 1 = bf16, 2 = f16
 override S0_WIDE: bool = false;      // its entries are bare columns (cols > 65536)
 override S1: u32 = 0u;               // second fused delta (needs S0)
@@ -58,22 +62,32 @@ struct Params {
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read> s0: array<u32>;
 @group(0) @binding(6) var<storage, read> s1: array<u32>;
+@group(0) @binding(7) var<storage, read> gate: array<vec4<f32>>;
 
 var<workgroup> partial: array<f32, 1024>; // WG * MAX_TM
 
 // acc[t] += (weight word wv, i.e. 8 bf16/f16 or 4 f32 values at vec4 word v) . x[m0 + t].
+// Input word i: x[i], or silu(gate[i]) * x[i] when GATED (the expression of silu_mul.wgsl).
+fn input4(i: u32) -> vec4<f32> {
+  if (GATED) {
+    let g = gate[i];
+    return g / (1.0 + exp(-g)) * x[i];
+  }
+  return x[i];
+}
+
 fn accumulate(acc: ptr<function, array<f32, 4>>, wv: vec4<u32>, v: u32, m0: u32, xs: u32) {
   if (DTYPE == DTYPE_F32) {
     let wf = bitcast<vec4<f32>>(wv);
     for (var t = 0u; t < TM; t = t + 1u) {
-      (*acc)[t] = (*acc)[t] + dot(wf, x[(m0 + t) * xs + v]);
+      (*acc)[t] = (*acc)[t] + dot(wf, input4((m0 + t) * xs + v));
     }
   } else {
     let w0 = vec4<f32>(unpack_16x2(wv.x, DTYPE), unpack_16x2(wv.y, DTYPE));
     let w1 = vec4<f32>(unpack_16x2(wv.z, DTYPE), unpack_16x2(wv.w, DTYPE));
     for (var t = 0u; t < TM; t = t + 1u) {
       let xi = (m0 + t) * xs + 2u * v;
-      (*acc)[t] = (*acc)[t] + dot(w0, x[xi]) + dot(w1, x[xi + 1u]);
+      (*acc)[t] = (*acc)[t] + dot(w0, input4(xi)) + dot(w1, input4(xi + 1u));
     }
   }
 }
@@ -117,7 +131,7 @@ fn add_sparse_row(
     for (var t = 0u; t < TM; t = t + 1u) {
       let a = m0 + t;
       if (a >= row_offset && a < row_offset + m) {
-        (*acc)[t] = (*acc)[t] + value * x[a * xs + (col >> 2u)][col & 3u];
+        (*acc)[t] = (*acc)[t] + value * input4(a * xs + (col >> 2u))[col & 3u];
       }
     }
   }

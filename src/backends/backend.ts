@@ -69,6 +69,11 @@ export interface MatmulOptions {
   deltas?: readonly MatmulDelta[];
   /** Add the result to `out` instead of overwriting it (a residual connection). */
   accumulate?: boolean;
+  /**
+   * Multiply the input by silu(gate) first (gate shaped like the input): the gated MLP's
+   * down projection of silu(gate) * up. The deltas see the same gated input.
+   */
+  gate?: Tensor;
 }
 
 /** Per-sequence key/value cache for all layers. */

@@ -14,6 +14,7 @@ import type {
   Tensor,
   Weight,
 } from "./backend.ts";
+import { matmulGatedInput } from "./gated_input.ts";
 import {
   bf16ToF32,
   decodeToF32,
@@ -178,6 +179,10 @@ export class ReferenceBackend implements Backend {
 
   /** @inheritdoc */
   matmul(out: Tensor, x: Tensor, weight: Weight, m: number, opts: MatmulOptions = {}): void {
+    if (opts.gate) {
+      matmulGatedInput(this, out, x, weight, m, { ...opts, gate: opts.gate });
+      return;
+    }
     const o = t(out), xi = t(x), wt = w(weight), b = opts.bias ? t(opts.bias) : undefined;
     const { rows, cols } = wt;
     for (let i = 0; i < m; i++) {

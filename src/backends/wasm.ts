@@ -21,6 +21,7 @@ import {
   MAX_WASM_PAGES,
   WASM_PAGE_BYTES,
 } from "./wasm_module.ts";
+import { matmulGatedInput } from "./gated_input.ts";
 import { WasmThreadPool } from "./wasm_pool.ts";
 import { WasmStore } from "./wasm_store.ts";
 import { MAX_U16_COLS, scatterAddRoundF16 } from "./wasm_sparse.ts";
@@ -86,6 +87,10 @@ export class WasmBackend extends WasmStore implements Backend {
 
   /** @inheritdoc */
   matmul(out: Tensor, x: Tensor, w: Weight, m: number, opts: MatmulOptions = {}): void {
+    if (opts.gate) {
+      matmulGatedInput(this, out, x, w, m, { ...opts, gate: opts.gate });
+      return;
+    }
     const { bias, deltas = [], accumulate = false } = opts;
     const o = this.tensor(out, "matmul");
     const xt = this.tensor(x, "matmul");

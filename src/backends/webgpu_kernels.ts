@@ -34,7 +34,7 @@ export const KERNELS = {
     params: ["cols", "stride_w", "m", "row_base", "rows"],
   },
   matmul_gemv: {
-    bindings: ["params", "read", "read", "rw", "read", "read", "read"],
+    bindings: ["params", "read", "read", "rw", "read", "read", "read", "read"],
     params: [
       "rows",
       "cols",

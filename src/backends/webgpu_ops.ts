@@ -4,6 +4,7 @@
  */
 import type {
   AttentionArgs,
+  Backend,
   MatmulDelta,
   MatmulOptions,
   SparseWeight,
@@ -11,6 +12,7 @@ import type {
   Weight,
 } from "./backend.ts";
 import { UnsupportedOpError } from "../errors.ts";
+import { matmulGatedInput } from "./gated_input.ts";
 import type { CommandRecorder } from "./webgpu_recorder.ts";
 import { splitGrid } from "./webgpu_recorder.ts";
 import { count, need, WebGpuOpsBase } from "./webgpu_ops_base.ts";
@@ -151,10 +153,11 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
   }
 
   /**
-   * out[m, w.rows] = x[m, w.cols] @ w^T (+ bias[w.rows]) (+ out when accumulating, in the
-   * same launch), then each delta on its rows. On the
-   * GEMV path the first delta whose matrix is one chunk like the weight runs inside the matmul
-   * launch; the others (and all deltas of the GEMM path) run as `sparseMatmulAdd` launches.
+   * out[m, w.rows] = x[m, w.cols] @ w^T (+ bias[w.rows]) (+ out when accumulating), then each
+   * delta on its rows. On the GEMV path (decode) one launch does it all: the accumulation, the
+   * silu gate, and up to two deltas whose matrices are one chunk like the weight; further
+   * deltas (and all deltas of the GEMM path) run as `sparseMatmulAdd` launches, and a gate
+   * that cannot fuse is applied through a temporary input.
    */
   matmul(out: Tensor, x: Tensor, w: Weight, m: number, opts: MatmulOptions = {}): void {
     const { bias, deltas = [], accumulate = false } = opts;
@@ -171,24 +174,32 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
       throw new RangeError("Cannot run matmul: the output must not alias the input or the bias");
     }
     const sparse = deltas.map((d) => this.#checkDelta(o, xt, d, wt.rows, wt.cols));
+    const g = opts.gate ? this.tensor(opts.gate, "matmul gate") : null;
+    if (g) need(g, m * wt.cols, "matmul gate");
     if (m === 0) return;
     const dtype = DTYPE_CODE[wt.dtype];
     const perVec4 = wt.dtype === "f32" ? 4 : 8;
     const common = { out_stride: wt.rows, has_bias: b ? 1 : 0 };
     const resources = (c: GPUBuffer) => [c, xt.buffer, o.buffer, b ? b.buffer : this.unusedBuffer];
-    let rest = deltas;
-    if (m <= GEMV_MAX_ROWS && wt.cols % perVec4 === 0) {
-      // Up to two deltas ride along in the GEMV launch when their matrices are single chunks
-      // like w; any others run as separate launches.
-      const fused: { delta: MatmulDelta; st: GpuSparse }[] = [];
-      if (wt.chunks.length === 1) {
-        sparse.forEach((st, i) => {
-          if (fused.length < MAX_FUSED_DELTAS && st.chunks.length === 1 && st.nnz > 0) {
-            fused.push({ delta: deltas[i], st });
-          }
-        });
-        rest = deltas.filter((d) => !fused.some((f) => f.delta === d));
-      }
+    const gemv = m <= GEMV_MAX_ROWS && wt.cols % perVec4 === 0;
+    // Up to two deltas ride along in the GEMV launch when their matrices are single chunks
+    // like w; any others run as separate launches.
+    const fused: { delta: MatmulDelta; st: GpuSparse }[] = [];
+    if (gemv && wt.chunks.length === 1) {
+      sparse.forEach((st, i) => {
+        if (fused.length < MAX_FUSED_DELTAS && st.chunks.length === 1 && st.nnz > 0) {
+          fused.push({ delta: deltas[i], st });
+        }
+      });
+    }
+    const rest = gemv ? deltas.filter((d) => !fused.some((f) => f.delta === d)) : deltas;
+    if (opts.gate && (!gemv || rest.length > 0)) {
+      // The gate fuses only into a GEMV launch that runs every delta itself; otherwise the
+      // gated input is built first (this class is the base of the concrete backend).
+      matmulGatedInput(this as unknown as Backend, out, x, w, m, { ...opts, gate: opts.gate });
+      return;
+    }
+    if (gemv) {
       const [f0, f1] = fused;
       const strideV = wt.cols / perVec4;
       for (const c of wt.chunks) {
@@ -205,6 +216,7 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
               TM: tm,
               UNROLL: unroll,
               ACCUMULATE: accumulate,
+              GATED: g !== null,
               S0: f0 ? DTYPE_CODE[f0.st.valueDtype] : 0,
               S0_WIDE: f0 ? f0.st.wide : false,
               S1: f1 ? DTYPE_CODE[f1.st.valueDtype] : 0,
@@ -228,6 +240,7 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
               ...resources(c.buffer),
               f0 ? f0.st.chunks[0].buffer : this.unusedBuffer,
               f1 ? f1.st.chunks[0].buffer : this.unusedBuffer,
+              g ? g.buffer : this.unusedBuffer,
             ],
             grid: [gx, gy, blocks],
           });

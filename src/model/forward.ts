@@ -11,7 +11,8 @@
  *   x [R, H] residual stream    h [R, H] normed      q [R, Q]   k, v [R, K]
  *   attn [R, Q]   gate, up [R, I]      last [L, H]   logits [L, V]
  * They are allocated once and grown only when a larger batch arrives. The o and down
- * projections add into x directly (matmul's `accumulate`: the residual connection).
+ * projections add into x directly (matmul's `accumulate`: the residual connection), and
+ * the down projection takes silu(gate) * up through matmul's `gate`.
  */
 import type { Backend, KvCache, MatmulDelta, SparseWeight, Tensor } from "../backends/backend.ts";
 import type { ModelConfig } from "./config.ts";
@@ -143,8 +144,8 @@ export class Transformer {
   }
 
   /**
-   * out = W x (+ bias) for all rows (out += W x for the residual projections o and down),
-   * then each entry's route deltas on its rows.
+   * out = W x (+ bias) for all rows (out += W x for the residual projections o and down;
+   * x gated by silu(gate) when given), then each entry's route deltas on its rows.
    */
   #linear(
     out: Tensor,
@@ -156,6 +157,7 @@ export class Transformer {
     entries: readonly BatchEntry[],
     offsets: readonly number[],
     order: readonly number[],
+    gate?: Tensor,
   ): void {
     const bias = proj === "q" || proj === "k" || proj === "v" ? layer.bias[proj] : undefined;
     const accumulate = proj === "o" || proj === "down";
@@ -171,7 +173,7 @@ export class Transformer {
         deltas.push({ sparse: d.sparse, scale: d.scale, rowOffset: offsets[first], m });
       }
     }
-    this.backend.matmul(out, x, layer.linear[proj], rows, { bias, deltas, accumulate });
+    this.backend.matmul(out, x, layer.linear[proj], rows, { bias, deltas, accumulate, gate });
   }
 
   /**
@@ -259,8 +261,8 @@ export class Transformer {
       b.rmsNorm(ws.h, ws.x, L.postNorm, rows, c.rmsNormEps);
       this.#linear(ws.gate, ws.h, L, l, "gate", rows, entries, offsets, order);
       this.#linear(ws.up, ws.h, L, l, "up", rows, entries, offsets, order);
-      b.siluMul(ws.gate, ws.gate, ws.up, rows * c.intermediateSize);
-      this.#linear(ws.x, ws.gate, L, l, "down", rows, entries, offsets, order);
+      // down(silu(gate) * up): the gate rides in the down projection's matmul.
+      this.#linear(ws.x, ws.up, L, l, "down", rows, entries, offsets, order, ws.gate);
     }
 
     if (opts.stopAfterLayer !== undefined) {
