@@ -176,7 +176,12 @@ export function runBackendSuite(
         p.be.matmul(o1, x1, w1, m, { gate: g1 });
         p.ref.matmul(o2, x2, w2, m, { gate: g2 });
         await compare(p, o1, o2, tol[dtype], `matmul ${dtype} gated m=${m} ${rows}x${cols}`);
-        for (const r of [w1, x1, b1, o1, g1]) p.be.free(r);
+        // Normalized input: rms_norm(x) * gamma (the pre-norm), with a bias.
+        const [n1, n2] = upload(p, randomF32(cols, rng, 2));
+        p.be.matmul(o1, x1, w1, m, { bias: b1, norm: { gamma: n1, eps: 1e-5 } });
+        p.ref.matmul(o2, x2, w2, m, { bias: b2, norm: { gamma: n2, eps: 1e-5 } });
+        await compare(p, o1, o2, tol[dtype], `matmul ${dtype} normed m=${m} ${rows}x${cols}`);
+        for (const r of [w1, x1, b1, o1, g1, n1]) p.be.free(r);
       }
     });
   }
@@ -269,7 +274,22 @@ export function runBackendSuite(
       p.be.matmul(o1, x1, w1, m, { bias: b1, deltas: deltas(0), gate: g1 });
       p.ref.matmul(o2, x2, w2, m, { bias: b2, deltas: deltas(1), gate: g2 });
       await compare(p, o1, o2, tol.bf16, `gated matmul + deltas m=${m} ${rows}x${cols}`);
+      // A normalized input seen by the deltas too (two deltas: fusable; all: not).
+      const [n1, n2] = upload(p, randomF32(cols, rng, 2));
+      const norm = (gamma: typeof n1) => ({ gamma, eps: 1e-6 });
+      const two = (k: 0 | 1) => deltas(k).slice(0, 2);
+      p.be.matmul(o1, x1, w1, m, { deltas: two(0), norm: norm(n1) });
+      p.ref.matmul(o2, x2, w2, m, { deltas: two(1), norm: norm(n2) });
+      await compare(p, o1, o2, tol.bf16, `normed matmul + 2 deltas m=${m} ${rows}x${cols}`);
+      p.be.matmul(o1, x1, w1, m, { deltas: deltas(0), norm: norm(n1), accumulate: true });
+      p.ref.matmul(o2, x2, w2, m, { deltas: deltas(1), norm: norm(n2), accumulate: true });
+      await compare(p, o1, o2, tol.bf16, `normed matmul + deltas m=${m} ${rows}x${cols}`);
+      assert.throws(
+        () => p.be.matmul(o1, x1, w1, m, { gate: g1, norm: norm(n1) }),
+        /both a gate and a norm/,
+      );
       p.be.free(g1);
+      p.be.free(n1);
       for (const r of [w1, x1, b1, o1, ...pairs.map((q) => q[0])]) p.be.free(r);
     }
     const w = p.be.uploadWeight(new Uint8Array(4 * 8 * 2), "bf16", 4, 8);

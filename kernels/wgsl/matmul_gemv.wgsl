@@ -1,5 +1,5 @@
 // matmul_gemv.wgsl: out[m, rows] = x[m, cols] @ W^T (+ bias) (+ out with ACCUMULATE) for a few
-// activation rows (decode); with GATED, silu(gate) * x in place of x.
+// activation rows (decode); with GATED, silu(gate) * x in place of x; with NORM, rms_norm(x).
 //
 // Bindings (group 0):
 //   0 params  uniform  Params below
@@ -15,6 +15,9 @@
 //   7 gate    storage read        array<vec4<f32>>  GATED: gate[m, cols]; the product then
 //                                  takes silu(gate) * x in place of x (the gated MLP's down
 //                                  projection reads silu(gate) * up without a launch of its own)
+//   8 norm_gamma storage read     array<vec4<f32>>  NORM: gamma[cols]; the product then takes
+//                                  x / rms(x) * gamma in place of x (the blocks' pre-norm): each
+//                                  workgroup first reduces the sum of squares of its TM rows
 // Layout: one workgroup of 256 threads handles 256 / THREADS_PER_ROW weight rows; the threads
 // of a row read consecutive vec4 words (coalesced along cols), UNROLL words per iteration,
 // accumulate TM activation rows at once (each weight word is loaded once for all TM rows),
@@ -31,6 +34,7 @@ override TM: u32 = 1u;               // activation rows per workgroup, 1..4
 override UNROLL: u32 = 1u;           // weight words loaded per thread per iteration: 1, 2 or 4
 override ACCUMULATE: bool = false;  // out += result (a residual connection) instead of out =
 override GATED: bool = false;        // input = silu(gate) * x, elementwise
+override NORM: bool = false;         // input = x / sqrt(mean(x^2) + norm_eps) * gamma, row-wise
 override S0: u32 = 0u;               // first fused delta's values: 0 = none, 1 = bf16, 2 = f16
 override S0_WIDE: bool = false;      // its entries are bare columns (cols > 65536)
 override S1: u32 = 0u;               // second fused delta (needs S0)
@@ -53,6 +57,7 @@ struct Params {
   s1_row_offset: u32,
   s1_m: u32,
   s1_scale: f32,
+  norm_eps: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -63,31 +68,63 @@ struct Params {
 @group(0) @binding(5) var<storage, read> s0: array<u32>;
 @group(0) @binding(6) var<storage, read> s1: array<u32>;
 @group(0) @binding(7) var<storage, read> gate: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read> norm_gamma: array<vec4<f32>>;
 
 var<workgroup> partial: array<f32, 1024>; // WG * MAX_TM
+var<workgroup> inv_rms: array<f32, 4>;     // NORM: 1 / rms of each of the TM activation rows
 
 // acc[t] += (weight word wv, i.e. 8 bf16/f16 or 4 f32 values at vec4 word v) . x[m0 + t].
-// Input word i: x[i], or silu(gate[i]) * x[i] when GATED (the expression of silu_mul.wgsl).
-fn input4(i: u32) -> vec4<f32> {
+// Input word i (column word c of activation row t of this workgroup): x[i], times silu(gate[i])
+// when GATED (the expression of silu_mul.wgsl), normalised when NORM (as rms_norm.wgsl).
+fn input4(t: u32, i: u32, c: u32) -> vec4<f32> {
+  var v = x[i];
   if (GATED) {
     let g = gate[i];
-    return g / (1.0 + exp(-g)) * x[i];
+    v = g / (1.0 + exp(-g)) * v;
   }
-  return x[i];
+  if (NORM) {
+    v = v * inv_rms[t] * norm_gamma[c];
+  }
+  return v;
+}
+
+// NORM: inv_rms[t] for the TM activation rows from m0 (every thread of the workgroup calls it).
+fn reduce_inv_rms(lid: u32, m0: u32, xs: u32) {
+  for (var t = 0u; t < TM; t = t + 1u) {
+    var s = 0.0;
+    for (var c = lid; c < xs; c = c + WG) {
+      let v = x[(m0 + t) * xs + c];
+      s = s + dot(v, v);
+    }
+    partial[t * WG + lid] = s;
+  }
+  workgroupBarrier();
+  for (var k = WG / 2u; k > 0u; k = k >> 1u) {
+    if (lid < k) {
+      for (var t = 0u; t < TM; t = t + 1u) {
+        partial[t * WG + lid] = partial[t * WG + lid] + partial[t * WG + lid + k];
+      }
+    }
+    workgroupBarrier();
+  }
+  if (lid < TM) {
+    inv_rms[lid] = inverseSqrt(partial[lid * WG] / f32(p.cols) + p.norm_eps);
+  }
+  workgroupBarrier();
 }
 
 fn accumulate(acc: ptr<function, array<f32, 4>>, wv: vec4<u32>, v: u32, m0: u32, xs: u32) {
   if (DTYPE == DTYPE_F32) {
     let wf = bitcast<vec4<f32>>(wv);
     for (var t = 0u; t < TM; t = t + 1u) {
-      (*acc)[t] = (*acc)[t] + dot(wf, input4((m0 + t) * xs + v));
+      (*acc)[t] = (*acc)[t] + dot(wf, input4(t, (m0 + t) * xs + v, v));
     }
   } else {
     let w0 = vec4<f32>(unpack_16x2(wv.x, DTYPE), unpack_16x2(wv.y, DTYPE));
     let w1 = vec4<f32>(unpack_16x2(wv.z, DTYPE), unpack_16x2(wv.w, DTYPE));
     for (var t = 0u; t < TM; t = t + 1u) {
       let xi = (m0 + t) * xs + 2u * v;
-      (*acc)[t] = (*acc)[t] + dot(w0, input4(xi)) + dot(w1, input4(xi + 1u));
+      (*acc)[t] = (*acc)[t] + dot(w0, input4(t, xi, 2u * v)) + dot(w1, input4(t, xi + 1u, 2u * v + 1u));
     }
   }
 }
@@ -131,7 +168,7 @@ fn add_sparse_row(
     for (var t = 0u; t < TM; t = t + 1u) {
       let a = m0 + t;
       if (a >= row_offset && a < row_offset + m) {
-        (*acc)[t] = (*acc)[t] + value * input4(a * xs + (col >> 2u))[col & 3u];
+        (*acc)[t] = (*acc)[t] + value * input4(t, a * xs + (col >> 2u), col >> 2u)[col & 3u];
       }
     }
   }
@@ -149,6 +186,9 @@ fn main(
   let row = linear_workgroup(wid, nwg) * rows_per_wg + local_row;
   let m0 = p.m_base + wid.z * TM;
   let x_stride_v = p.cols / 4u;
+  if (NORM) {
+    reduce_inv_rms(lid, m0, x_stride_v);
+  }
 
   var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
   if (row < p.rows) {

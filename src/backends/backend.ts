@@ -74,6 +74,12 @@ export interface MatmulOptions {
    * down projection of silu(gate) * up. The deltas see the same gated input.
    */
   gate?: Tensor;
+  /**
+   * RMS-normalize each input row and scale it by gamma first, as `rmsNorm` does (the
+   * pre-norm of the attention and MLP blocks); x must have exactly w.cols columns. The
+   * deltas see the same normalized input. Not together with `gate`.
+   */
+  norm?: { gamma: Tensor; eps: number };
 }
 
 /** Per-sequence key/value cache for all layers. */

@@ -14,7 +14,7 @@ import type {
   Tensor,
   Weight,
 } from "./backend.ts";
-import { matmulGatedInput } from "./gated_input.ts";
+import { matmulPreparedInput } from "./matmul_input.ts";
 import {
   bf16ToF32,
   decodeToF32,
@@ -179,8 +179,8 @@ export class ReferenceBackend implements Backend {
 
   /** @inheritdoc */
   matmul(out: Tensor, x: Tensor, weight: Weight, m: number, opts: MatmulOptions = {}): void {
-    if (opts.gate) {
-      matmulGatedInput(this, out, x, weight, m, { ...opts, gate: opts.gate });
+    if (opts.gate || opts.norm) {
+      matmulPreparedInput(this, out, x, weight, m, opts);
       return;
     }
     const o = t(out), xi = t(x), wt = w(weight), b = opts.bias ? t(opts.bias) : undefined;

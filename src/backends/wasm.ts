@@ -21,7 +21,7 @@ import {
   MAX_WASM_PAGES,
   WASM_PAGE_BYTES,
 } from "./wasm_module.ts";
-import { matmulGatedInput } from "./gated_input.ts";
+import { matmulPreparedInput } from "./matmul_input.ts";
 import { WasmThreadPool } from "./wasm_pool.ts";
 import { WasmStore } from "./wasm_store.ts";
 import { MAX_U16_COLS, scatterAddRoundF16 } from "./wasm_sparse.ts";
@@ -87,8 +87,8 @@ export class WasmBackend extends WasmStore implements Backend {
 
   /** @inheritdoc */
   matmul(out: Tensor, x: Tensor, w: Weight, m: number, opts: MatmulOptions = {}): void {
-    if (opts.gate) {
-      matmulGatedInput(this, out, x, w, m, { ...opts, gate: opts.gate });
+    if (opts.gate || opts.norm) {
+      matmulPreparedInput(this, out, x, w, m, opts);
       return;
     }
     const { bias, deltas = [], accumulate = false } = opts;

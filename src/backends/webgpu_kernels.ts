@@ -34,7 +34,7 @@ export const KERNELS = {
     params: ["cols", "stride_w", "m", "row_base", "rows"],
   },
   matmul_gemv: {
-    bindings: ["params", "read", "read", "rw", "read", "read", "read", "read"],
+    bindings: ["params", "read", "read", "rw", "read", "read", "read", "read", "read"],
     params: [
       "rows",
       "cols",
@@ -49,6 +49,7 @@ export const KERNELS = {
       "s1_row_offset",
       "s1_m",
       "s1_scale:f32",
+      "norm_eps:f32",
     ],
   },
   matmul_gemm: {

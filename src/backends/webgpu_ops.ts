@@ -12,7 +12,7 @@ import type {
   Weight,
 } from "./backend.ts";
 import { UnsupportedOpError } from "../errors.ts";
-import { matmulGatedInput } from "./gated_input.ts";
+import { checkMatmulInput, matmulPreparedInput } from "./matmul_input.ts";
 import type { CommandRecorder } from "./webgpu_recorder.ts";
 import { splitGrid } from "./webgpu_recorder.ts";
 import { count, need, WebGpuOpsBase } from "./webgpu_ops_base.ts";
@@ -155,9 +155,9 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
   /**
    * out[m, w.rows] = x[m, w.cols] @ w^T (+ bias[w.rows]) (+ out when accumulating), then each
    * delta on its rows. On the GEMV path (decode) one launch does it all: the accumulation, the
-   * silu gate, and up to two deltas whose matrices are one chunk like the weight; further
-   * deltas (and all deltas of the GEMM path) run as `sparseMatmulAdd` launches, and a gate
-   * that cannot fuse is applied through a temporary input.
+   * silu gate or the RMS norm of the input, and up to two deltas whose matrices are one chunk like the weight; further
+   * deltas (and all deltas of the GEMM path) run as `sparseMatmulAdd` launches, and a gate or
+   * norm that cannot fuse is applied through a temporary input.
    */
   matmul(out: Tensor, x: Tensor, w: Weight, m: number, opts: MatmulOptions = {}): void {
     const { bias, deltas = [], accumulate = false } = opts;
@@ -174,8 +174,11 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
       throw new RangeError("Cannot run matmul: the output must not alias the input or the bias");
     }
     const sparse = deltas.map((d) => this.#checkDelta(o, xt, d, wt.rows, wt.cols));
+    checkMatmulInput(opts);
     const g = opts.gate ? this.tensor(opts.gate, "matmul gate") : null;
     if (g) need(g, m * wt.cols, "matmul gate");
+    const gamma = opts.norm ? this.tensor(opts.norm.gamma, "matmul norm gamma") : null;
+    if (gamma) need(gamma, wt.cols, "matmul norm gamma");
     if (m === 0) return;
     const dtype = DTYPE_CODE[wt.dtype];
     const perVec4 = wt.dtype === "f32" ? 4 : 8;
@@ -193,10 +196,10 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
       });
     }
     const rest = gemv ? deltas.filter((d) => !fused.some((f) => f.delta === d)) : deltas;
-    if (opts.gate && (!gemv || rest.length > 0)) {
-      // The gate fuses only into a GEMV launch that runs every delta itself; otherwise the
-      // gated input is built first (this class is the base of the concrete backend).
-      matmulGatedInput(this as unknown as Backend, out, x, w, m, { ...opts, gate: opts.gate });
+    if ((g || gamma) && (!gemv || rest.length > 0)) {
+      // Gate and norm fuse only into a GEMV launch that runs every delta itself; otherwise the
+      // input is prepared first (this class is the base of the concrete backend).
+      matmulPreparedInput(this as unknown as Backend, out, x, w, m, opts);
       return;
     }
     if (gemv) {
@@ -217,6 +220,7 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
               UNROLL: unroll,
               ACCUMULATE: accumulate,
               GATED: g !== null,
+              NORM: gamma !== null,
               S0: f0 ? DTYPE_CODE[f0.st.valueDtype] : 0,
               S0_WIDE: f0 ? f0.st.wide : false,
               S1: f1 ? DTYPE_CODE[f1.st.valueDtype] : 0,
@@ -234,6 +238,7 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
               s1_row_offset: f1 ? f1.delta.rowOffset : 0,
               s1_m: f1 ? f1.delta.m : 0,
               s1_scale: f1 ? f1.delta.scale : 0,
+              norm_eps: opts.norm?.eps ?? 0,
               ...common,
             },
             resources: [
@@ -241,6 +246,7 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
               f0 ? f0.st.chunks[0].buffer : this.unusedBuffer,
               f1 ? f1.st.chunks[0].buffer : this.unusedBuffer,
               g ? g.buffer : this.unusedBuffer,
+              gamma ? gamma.buffer : this.unusedBuffer,
             ],
             grid: [gx, gy, blocks],
           });

@@ -8,13 +8,21 @@
  *
  * Buffers (R = total new tokens in the batch, H = hidden, I = intermediate,
  * Q = heads * headDim, K = kvHeads * headDim, V = vocab, L = entries wanting logits):
- *   x [R, H] residual stream    h [R, H] normed      q [R, Q]   k, v [R, K]
+ *   x [R, H] residual stream    q [R, Q]   k, v [R, K]
  *   attn [R, Q]   gate, up [R, I]      last [L, H]   logits [L, V]
  * They are allocated once and grown only when a larger batch arrives. The o and down
  * projections add into x directly (matmul's `accumulate`: the residual connection), and
- * the down projection takes silu(gate) * up through matmul's `gate`.
+ * the down projection takes silu(gate) * up through matmul's `gate`, and the RMS norms
+ * ride in the matmuls that read them (matmul's `norm`), so no normed copy of x is kept.
  */
-import type { Backend, KvCache, MatmulDelta, SparseWeight, Tensor } from "../backends/backend.ts";
+import type {
+  Backend,
+  KvCache,
+  MatmulDelta,
+  MatmulOptions,
+  SparseWeight,
+  Tensor,
+} from "../backends/backend.ts";
 import type { ModelConfig } from "./config.ts";
 import type { LayerWeights, ModelWeights, Projection } from "./weights.ts";
 
@@ -61,7 +69,6 @@ interface Workspace {
   rows: number;
   logitRows: number;
   x: Tensor;
-  h: Tensor;
   q: Tensor;
   k: Tensor;
   v: Tensor;
@@ -104,7 +111,6 @@ export class Transformer {
       rows: r,
       logitRows: l,
       x: b.alloc(r * c.hiddenSize),
-      h: b.alloc(r * c.hiddenSize),
       q: b.alloc(r * q),
       k: b.alloc(r * kv),
       v: b.alloc(r * kv),
@@ -122,7 +128,6 @@ export class Transformer {
     for (
       const t of [
         ws.x,
-        ws.h,
         ws.q,
         ws.k,
         ws.v,
@@ -157,7 +162,7 @@ export class Transformer {
     entries: readonly BatchEntry[],
     offsets: readonly number[],
     order: readonly number[],
-    gate?: Tensor,
+    input: Pick<MatmulOptions, "gate" | "norm"> = {},
   ): void {
     const bias = proj === "q" || proj === "k" || proj === "v" ? layer.bias[proj] : undefined;
     const accumulate = proj === "o" || proj === "down";
@@ -173,7 +178,7 @@ export class Transformer {
         deltas.push({ sparse: d.sparse, scale: d.scale, rowOffset: offsets[first], m });
       }
     }
-    this.backend.matmul(out, x, layer.linear[proj], rows, { bias, deltas, accumulate, gate });
+    this.backend.matmul(out, x, layer.linear[proj], rows, { bias, deltas, accumulate, ...input });
   }
 
   /**
@@ -236,10 +241,11 @@ export class Transformer {
       const pending = entries.map((e) => e.deltas?.ready?.(l)).filter((p) => p !== undefined);
       if (pending.length > 0) await Promise.all(pending);
       // Attention block.
-      b.rmsNorm(ws.h, ws.x, L.inputNorm, rows, c.rmsNormEps);
-      this.#linear(ws.q, ws.h, L, l, "q", rows, entries, offsets, order);
-      this.#linear(ws.k, ws.h, L, l, "k", rows, entries, offsets, order);
-      this.#linear(ws.v, ws.h, L, l, "v", rows, entries, offsets, order);
+      // The input norm rides in each of the q, k, v matmuls.
+      const inputNorm = { norm: { gamma: L.inputNorm, eps: c.rmsNormEps } };
+      this.#linear(ws.q, ws.x, L, l, "q", rows, entries, offsets, order, inputNorm);
+      this.#linear(ws.k, ws.x, L, l, "k", rows, entries, offsets, order, inputNorm);
+      this.#linear(ws.v, ws.x, L, l, "v", rows, entries, offsets, order, inputNorm);
       b.rope(ws.q, rows, c.numHeads, c.headDim, positions, c.ropeTheta);
       b.rope(ws.k, rows, c.numKvHeads, c.headDim, positions, c.ropeTheta);
       entries.forEach((e, i) => {
@@ -258,11 +264,11 @@ export class Transformer {
       });
       this.#linear(ws.x, ws.attn, L, l, "o", rows, entries, offsets, order);
       // MLP block.
-      b.rmsNorm(ws.h, ws.x, L.postNorm, rows, c.rmsNormEps);
-      this.#linear(ws.gate, ws.h, L, l, "gate", rows, entries, offsets, order);
-      this.#linear(ws.up, ws.h, L, l, "up", rows, entries, offsets, order);
+      const postNorm = { norm: { gamma: L.postNorm, eps: c.rmsNormEps } };
+      this.#linear(ws.gate, ws.x, L, l, "gate", rows, entries, offsets, order, postNorm);
+      this.#linear(ws.up, ws.x, L, l, "up", rows, entries, offsets, order, postNorm);
       // down(silu(gate) * up): the gate rides in the down projection's matmul.
-      this.#linear(ws.x, ws.up, L, l, "down", rows, entries, offsets, order, ws.gate);
+      this.#linear(ws.x, ws.up, L, l, "down", rows, entries, offsets, order, { gate: ws.gate });
     }
 
     if (opts.stopAfterLayer !== undefined) {
@@ -286,8 +292,9 @@ export class Transformer {
       n++;
     });
     if (n === 0) return entries.map(() => null);
-    b.rmsNorm(ws.h, ws.last, W.finalNorm, n, c.rmsNormEps);
-    b.matmul(ws.logits, ws.h, W.lmHead, n);
+    b.matmul(ws.logits, ws.last, W.lmHead, n, {
+      norm: { gamma: W.finalNorm, eps: c.rmsNormEps },
+    });
     const all = await b.read(ws.logits, 0, n * c.vocabSize);
     let k = 0;
     return entries.map((_, i) => {
