@@ -16,7 +16,7 @@ import { checkMatmulInput, matmulPreparedInput } from "./matmul_input.ts";
 import type { CommandRecorder } from "./webgpu_recorder.ts";
 import { splitGrid } from "./webgpu_recorder.ts";
 import { count, need, WebGpuOpsBase } from "./webgpu_ops_base.ts";
-import { alignedSize, type GpuSparse, type GpuTensor } from "./webgpu_resources.ts";
+import { alignedSize, type GpuSparse, type GpuTensor, type GpuWeight } from "./webgpu_resources.ts";
 import type { RopeTables } from "./webgpu_rope_table.ts";
 
 const DTYPE_CODE = { f32: 0, bf16: 1, f16: 2 } as const;
@@ -27,6 +27,22 @@ const GEMV_MAX_ROWS = 8;
 const ATTENTION_MAX_HEAD_DIM = 256;
 /** Sparse deltas a GEMV launch can add itself (the kernel's S0 and S1). */
 const MAX_FUSED_DELTAS = 2;
+
+/** A delta added inside the GEMV launch, with its uploaded matrix. */
+interface FusedDelta {
+  delta: MatmulDelta;
+  st: GpuSparse;
+}
+
+/** The validated operands of one `matmul`. */
+interface MatmulIo {
+  o: GpuTensor;
+  xt: GpuTensor;
+  wt: GpuWeight;
+  b: GpuTensor | null;
+  m: number;
+  accumulate: boolean;
+}
 
 /** Workgroups attention aims for before it splits the keys of a (head, row) pair. */
 const ATTENTION_TARGET_GROUPS = 512;
@@ -155,39 +171,37 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
   /**
    * out[m, w.rows] = x[m, w.cols] @ w^T (+ bias[w.rows]) (+ out when accumulating), then each
    * delta on its rows. On the GEMV path (decode) one launch does it all: the accumulation, the
-   * silu gate or the RMS norm of the input, and up to two deltas whose matrices are one chunk like the weight; further
-   * deltas (and all deltas of the GEMM path) run as `sparseMatmulAdd` launches, and a gate or
-   * norm that cannot fuse is applied through a temporary input.
+   * silu gate or the RMS norm of the input, and up to two deltas whose matrices are one chunk
+   * like the weight; further deltas (and all deltas of the GEMM path) run as `sparseMatmulAdd`
+   * launches, and a gate or norm that cannot fuse is applied through a temporary input.
    */
   matmul(out: Tensor, x: Tensor, w: Weight, m: number, opts: MatmulOptions = {}): void {
-    const { bias, deltas = [], accumulate = false } = opts;
+    const { deltas = [] } = opts;
     this.recorder.boundary();
+    checkMatmulInput(opts);
     const o = this.tensor(out, "matmul output");
     const xt = this.tensor(x, "matmul input");
     const wt = this.weight(w, "matmul weight");
-    const b = bias ? this.tensor(bias, "matmul bias") : null;
+    const b = opts.bias ? this.tensor(opts.bias, "matmul bias") : null;
+    const g = opts.gate ? this.tensor(opts.gate, "matmul gate") : null;
+    const gamma = opts.norm ? this.tensor(opts.norm.gamma, "matmul norm gamma") : null;
     count(m, "m");
     need(xt, m * wt.cols, "matmul input");
     need(o, m * wt.rows, "matmul output");
     if (b) need(b, wt.rows, "matmul bias");
-    if (o.buffer === xt.buffer || o.buffer === b?.buffer) {
-      throw new RangeError("Cannot run matmul: the output must not alias the input or the bias");
+    if (g) need(g, m * wt.cols, "matmul gate");
+    if (gamma) need(gamma, wt.cols, "matmul norm gamma");
+    if ([xt, b, g, gamma].some((t) => t?.buffer === o.buffer)) {
+      throw new RangeError(
+        "Cannot run matmul: the output must not alias the input, bias, gate or norm weights",
+      );
     }
     const sparse = deltas.map((d) => this.#checkDelta(o, xt, d, wt.rows, wt.cols));
-    checkMatmulInput(opts);
-    const g = opts.gate ? this.tensor(opts.gate, "matmul gate") : null;
-    if (g) need(g, m * wt.cols, "matmul gate");
-    const gamma = opts.norm ? this.tensor(opts.norm.gamma, "matmul norm gamma") : null;
-    if (gamma) need(gamma, wt.cols, "matmul norm gamma");
     if (m === 0) return;
-    const dtype = DTYPE_CODE[wt.dtype];
-    const perVec4 = wt.dtype === "f32" ? 4 : 8;
-    const common = { out_stride: wt.rows, has_bias: b ? 1 : 0 };
-    const resources = (c: GPUBuffer) => [c, xt.buffer, o.buffer, b ? b.buffer : this.unusedBuffer];
-    const gemv = m <= GEMV_MAX_ROWS && wt.cols % perVec4 === 0;
+    const gemv = m <= GEMV_MAX_ROWS && wt.cols % (wt.dtype === "f32" ? 4 : 8) === 0;
     // Up to two deltas ride along in the GEMV launch when their matrices are single chunks
     // like w; any others run as separate launches.
-    const fused: { delta: MatmulDelta; st: GpuSparse }[] = [];
+    const fused: FusedDelta[] = [];
     if (gemv && wt.chunks.length === 1) {
       sparse.forEach((st, i) => {
         if (fused.length < MAX_FUSED_DELTAS && st.chunks.length === 1 && st.nnz > 0) {
@@ -195,82 +209,102 @@ export abstract class WebGpuOps extends WebGpuOpsBase {
         }
       });
     }
-    const rest = gemv ? deltas.filter((d) => !fused.some((f) => f.delta === d)) : deltas;
+    const rest = deltas.filter((d) => !fused.some((f) => f.delta === d));
     if ((g || gamma) && (!gemv || rest.length > 0)) {
       // Gate and norm fuse only into a GEMV launch that runs every delta itself; otherwise the
       // input is prepared first (this class is the base of the concrete backend).
       matmulPreparedInput(this as unknown as Backend, out, x, w, m, opts);
       return;
     }
-    if (gemv) {
-      const [f0, f1] = fused;
-      const strideV = wt.cols / perVec4;
-      for (const c of wt.chunks) {
-        const tpr = this.#gemvThreadsPerRow ?? defaultGemvThreadsPerRow(strideV, c.rows);
-        const unroll = this.#gemvUnroll ?? defaultGemvUnroll(tpr);
-        const groups = Math.ceil(c.rows / (256 / tpr));
-        this.#rowBlocks(m, (tm, mBase, blocks) => {
-          const [gx, gy] = splitGrid(groups, this.maxPerDim);
-          this.recorder.dispatch({
-            kernel: "matmul_gemv",
-            constants: {
-              DTYPE: dtype,
-              THREADS_PER_ROW: tpr,
-              TM: tm,
-              UNROLL: unroll,
-              ACCUMULATE: accumulate,
-              GATED: g !== null,
-              NORM: gamma !== null,
-              S0: f0 ? DTYPE_CODE[f0.st.valueDtype] : 0,
-              S0_WIDE: f0 ? f0.st.wide : false,
-              S1: f1 ? DTYPE_CODE[f1.st.valueDtype] : 0,
-              S1_WIDE: f1 ? f1.st.wide : false,
-            },
-            params: {
-              rows: c.rows,
-              cols: wt.cols,
-              stride_v: strideV,
-              m_base: mBase,
-              row_base: c.rowStart,
-              s0_row_offset: f0 ? f0.delta.rowOffset : 0,
-              s0_m: f0 ? f0.delta.m : 0,
-              s0_scale: f0 ? f0.delta.scale : 0,
-              s1_row_offset: f1 ? f1.delta.rowOffset : 0,
-              s1_m: f1 ? f1.delta.m : 0,
-              s1_scale: f1 ? f1.delta.scale : 0,
-              norm_eps: opts.norm?.eps ?? 0,
-              ...common,
-            },
-            resources: [
-              ...resources(c.buffer),
-              f0 ? f0.st.chunks[0].buffer : this.unusedBuffer,
-              f1 ? f1.st.chunks[0].buffer : this.unusedBuffer,
-              g ? g.buffer : this.unusedBuffer,
-              gamma ? gamma.buffer : this.unusedBuffer,
-            ],
-            grid: [gx, gy, blocks],
-          });
-        });
-      }
-    } else {
-      for (const c of wt.chunks) {
+    const io = { o, xt, wt, b, m, accumulate: opts.accumulate ?? false };
+    if (gemv) this.#gemv(io, fused, g, gamma, opts.norm?.eps ?? 0);
+    else this.#gemm(io);
+    for (const d of rest) this.sparseMatmulAdd(out, x, d.sparse, d.scale, d.rowOffset, d.m);
+  }
+
+  /** The GEMV launches of `matmul` (decode): one per weight chunk and block of TM rows. */
+  #gemv(
+    io: MatmulIo,
+    [f0, f1]: readonly FusedDelta[],
+    g: GpuTensor | null,
+    gamma: GpuTensor | null,
+    eps: number,
+  ): void {
+    const { o, xt, wt, b, m } = io;
+    const strideV = wt.cols / (wt.dtype === "f32" ? 4 : 8);
+    for (const c of wt.chunks) {
+      const tpr = this.#gemvThreadsPerRow ?? defaultGemvThreadsPerRow(strideV, c.rows);
+      const unroll = this.#gemvUnroll ?? defaultGemvUnroll(tpr);
+      const groups = Math.ceil(c.rows / (256 / tpr));
+      this.#rowBlocks(m, (tm, mBase, blocks) => {
+        const [gx, gy] = splitGrid(groups, this.maxPerDim);
         this.recorder.dispatch({
-          kernel: "matmul_gemm",
-          constants: { DTYPE: dtype, ACCUMULATE: accumulate },
+          kernel: "matmul_gemv",
+          constants: {
+            DTYPE: DTYPE_CODE[wt.dtype],
+            THREADS_PER_ROW: tpr,
+            TM: tm,
+            UNROLL: unroll,
+            ACCUMULATE: io.accumulate,
+            GATED: g !== null,
+            NORM: gamma !== null,
+            S0: f0 ? DTYPE_CODE[f0.st.valueDtype] : 0,
+            S0_WIDE: f0 ? f0.st.wide : false,
+            S1: f1 ? DTYPE_CODE[f1.st.valueDtype] : 0,
+            S1_WIDE: f1 ? f1.st.wide : false,
+          },
           params: {
             rows: c.rows,
             cols: wt.cols,
-            stride_w: wt.strideWords,
-            m,
+            stride_v: strideV,
+            m_base: mBase,
+            out_stride: wt.rows,
             row_base: c.rowStart,
-            ...common,
+            has_bias: b ? 1 : 0,
+            s0_row_offset: f0 ? f0.delta.rowOffset : 0,
+            s0_m: f0 ? f0.delta.m : 0,
+            s0_scale: f0 ? f0.delta.scale : 0,
+            s1_row_offset: f1 ? f1.delta.rowOffset : 0,
+            s1_m: f1 ? f1.delta.m : 0,
+            s1_scale: f1 ? f1.delta.scale : 0,
+            norm_eps: eps,
           },
-          resources: resources(c.buffer),
-          grid: [Math.ceil(c.rows / 64), Math.ceil(m / 64), 1],
+          resources: [
+            c.buffer,
+            xt.buffer,
+            o.buffer,
+            b ? b.buffer : this.unusedBuffer,
+            f0 ? f0.st.chunks[0].buffer : this.unusedBuffer,
+            f1 ? f1.st.chunks[0].buffer : this.unusedBuffer,
+            g ? g.buffer : this.unusedBuffer,
+            gamma ? gamma.buffer : this.unusedBuffer,
+          ],
+          grid: [gx, gy, blocks],
         });
-      }
+      });
     }
-    for (const d of rest) this.sparseMatmulAdd(out, x, d.sparse, d.scale, d.rowOffset, d.m);
+  }
+
+  /** The GEMM launches of `matmul` (prefill, or columns the GEMV cannot take): one per chunk. */
+  #gemm(io: MatmulIo): void {
+    const { o, xt, wt, b, m } = io;
+    for (const c of wt.chunks) {
+      this.recorder.dispatch({
+        kernel: "matmul_gemm",
+        constants: { DTYPE: DTYPE_CODE[wt.dtype], ACCUMULATE: io.accumulate },
+        params: {
+          rows: c.rows,
+          cols: wt.cols,
+          stride_w: wt.strideWords,
+          m,
+          out_stride: wt.rows,
+          row_base: c.rowStart,
+          has_bias: b ? 1 : 0,
+        },
+        resources: [c.buffer, xt.buffer, o.buffer, b ? b.buffer : this.unusedBuffer],
+        grid: [Math.ceil(c.rows / 64), Math.ceil(m / 64), 1],
+      });
+    }
   }
 
   /** Validates a delta of `matmul` (or `sparseMatmulAdd`) and returns its sparse matrix. */
