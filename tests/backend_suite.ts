@@ -359,10 +359,14 @@ export function runBackendSuite(
         const rowOffset = 1; // one unrelated row before this sequence
         const rowsTotal = m + 2;
         const [q1, q2] = upload(p, randomF32(rowsTotal * heads * headDim, rng));
-        const [k1, k2] = upload(p, randomF32(rowsTotal * kvHeads * headDim, rng));
+        const keys = randomF32(rowsTotal * kvHeads * headDim, rng);
+        const [k1, k2] = upload(p, keys);
         const [v1, v2] = upload(p, randomF32(rowsTotal * kvHeads * headDim, rng));
-        p.be.kvWrite(c1, 1, k1, v1, rowOffset, m, start);
-        p.ref.kvWrite(c2, 1, k2, v2, rowOffset, m, start);
+        // Keys rotated on the way in (RoPE at positions start..) on every other call.
+        const theta = start === 33 ? undefined : 10000;
+        p.be.kvWrite(c1, 1, k1, v1, rowOffset, m, start, theta);
+        p.ref.kvWrite(c2, 1, k2, v2, rowOffset, m, start, theta);
+        assert.deepEqual(await p.be.read(k1), keys, "kvWrite leaves k unchanged");
         const [o1, o2] = upload(p, randomF32(rowsTotal * heads * headDim, rng));
         const args = {
           numHeads: heads,

@@ -174,7 +174,11 @@ export interface Backend {
     positions: Int32Array,
     theta: number,
   ): void;
-  /** Store k/v rows [rowOffset, rowOffset+m) into the cache at positions startPos.. */
+  /**
+   * Store k/v rows [rowOffset, rowOffset+m) into the cache at positions startPos... With
+   * `ropeTheta`, the keys are stored rotated (rotate-half RoPE at positions startPos + i, as
+   * `rope` would rotate them); k itself is left unchanged.
+   */
   kvWrite(
     cache: KvCache,
     layer: number,
@@ -183,6 +187,7 @@ export interface Backend {
     rowOffset: number,
     m: number,
     startPos: number,
+    ropeTheta?: number,
   ): void;
   /** Causal attention of q rows over the cache, written to the same rows of out. */
   attention(out: Tensor, q: Tensor, args: AttentionArgs): void;

@@ -14,6 +14,7 @@ import type {
   Tensor,
   Weight,
 } from "./backend.ts";
+import { kvWriteRotated } from "./kv_write_rope.ts";
 import { matmulPreparedInput } from "./matmul_input.ts";
 import {
   bf16ToF32,
@@ -292,7 +293,12 @@ export class ReferenceBackend implements Backend {
     rowOffset: number,
     m: number,
     startPos: number,
+    ropeTheta?: number,
   ): void {
+    if (ropeTheta !== undefined) {
+      kvWriteRotated(this, cache, layer, k, v, rowOffset, m, startPos, ropeTheta);
+      return;
+    }
     if (!(cache instanceof RefKvCache)) {
       throw new TypeError("Cannot use KV cache of another backend");
     }

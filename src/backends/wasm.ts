@@ -21,6 +21,7 @@ import {
   MAX_WASM_PAGES,
   WASM_PAGE_BYTES,
 } from "./wasm_module.ts";
+import { kvWriteRotated } from "./kv_write_rope.ts";
 import { matmulPreparedInput } from "./matmul_input.ts";
 import { WasmThreadPool } from "./wasm_pool.ts";
 import { WasmStore } from "./wasm_store.ts";
@@ -285,7 +286,12 @@ export class WasmBackend extends WasmStore implements Backend {
     rowOffset: number,
     m: number,
     startPos: number,
+    ropeTheta?: number,
   ): void {
+    if (ropeTheta !== undefined) {
+      kvWriteRotated(this, cache, layer, k, v, rowOffset, m, startPos, ropeTheta);
+      return;
+    }
     const c = this.cache(cache, "kvWrite");
     const kt = this.tensor(k, "kvWrite");
     const vt = this.tensor(v, "kvWrite");

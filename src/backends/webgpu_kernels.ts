@@ -70,6 +70,10 @@ export const KERNELS = {
       "splits",
     ],
   },
+  kv_write: {
+    bindings: ["params", "read", "read", "rw", "rw", "read"],
+    params: ["m", "num_kv_heads", "head_dim", "row_offset", "start_pos"],
+  },
   attention_combine: {
     bindings: ["params", "read", "rw"],
     params: ["num_heads", "head_dim", "row_offset", "splits"],

@@ -159,7 +159,10 @@ export abstract class WebGpuOpsBase {
     });
   }
 
-  /** Stores k/v rows [rowOffset, rowOffset + m) at cache positions startPos.. of `layer`. */
+  /**
+   * Stores k/v rows [rowOffset, rowOffset + m) at cache positions startPos.. of `layer`, the
+   * keys rotated by RoPE when `ropeTheta` is given: one launch (the keys' rope rides along).
+   */
   kvWrite(
     cache: KvCache,
     layer: number,
@@ -168,6 +171,7 @@ export abstract class WebGpuOpsBase {
     rowOffset: number,
     m: number,
     startPos: number,
+    ropeTheta?: number,
   ): void {
     this.recorder.boundary();
     const c = this.kvCache(cache, layer, startPos, m);
@@ -177,21 +181,27 @@ export abstract class WebGpuOpsBase {
     const kvDim = c.numKvHeads * c.headDim;
     need(kt, (rowOffset + m) * kvDim, "kvWrite keys");
     need(vt, (rowOffset + m) * kvDim, "kvWrite values");
-    const bytes = m * kvDim * 4;
-    this.recorder.copy(
-      kt.buffer,
-      rowOffset * kvDim * 4,
-      c.keys[layer],
-      startPos * kvDim * 4,
-      bytes,
-    );
-    this.recorder.copy(
-      vt.buffer,
-      rowOffset * kvDim * 4,
-      c.values[layer],
-      startPos * kvDim * 4,
-      bytes,
-    );
+    const rope = ropeTheta !== undefined;
+    if (rope && c.headDim % 2 !== 0) {
+      throw new RangeError(`Cannot rotate keys in kvWrite: head dim ${c.headDim} is odd`);
+    }
+    if (m === 0 || kvDim === 0) return;
+    const table = rope
+      ? this.ropeTables.table(ropeTheta, c.headDim, startPos + m - 1)
+      : this.unusedBuffer;
+    this.recorder.dispatch({
+      kernel: "kv_write",
+      constants: { ROPE: rope },
+      params: {
+        m,
+        num_kv_heads: c.numKvHeads,
+        head_dim: c.headDim,
+        row_offset: rowOffset,
+        start_pos: startPos,
+      },
+      resources: [kt.buffer, vt.buffer, c.keys[layer], c.values[layer], table],
+      grid: this.linearGrid(Math.ceil((m * kvDim) / (rope ? 2 : 1) / 256)),
+    });
   }
 
   /** out[i] = silu(gate[i]) * up[i] for i < n. */

@@ -247,10 +247,10 @@ export class Transformer {
       this.#linear(ws.k, ws.x, L, l, "k", rows, entries, offsets, order, inputNorm);
       this.#linear(ws.v, ws.x, L, l, "v", rows, entries, offsets, order, inputNorm);
       b.rope(ws.q, rows, c.numHeads, c.headDim, positions, c.ropeTheta);
-      b.rope(ws.k, rows, c.numKvHeads, c.headDim, positions, c.ropeTheta);
       entries.forEach((e, i) => {
         const m = e.ids.length;
-        b.kvWrite(e.cache, l, ws.k, ws.v, offsets[i], m, e.startPos);
+        // The keys' rope rides in the cache write.
+        b.kvWrite(e.cache, l, ws.k, ws.v, offsets[i], m, e.startPos, c.ropeTheta);
         b.attention(ws.attn, ws.q, {
           numHeads: c.numHeads,
           numKvHeads: c.numKvHeads,
