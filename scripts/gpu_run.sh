@@ -2,7 +2,7 @@
 # The GPU run (NVIDIA H200 machine): WebGPU conformance and fixture parity on the
 # real adapter, then the decode benchmark with its PyTorch peer, the backends comparison
 # (when dist/ort-bench from bench/onnx_gpu_bundle.ts is there) and, with --kernels, the
-# WebGPU kernel bench. Needs .gpu-carry/ from shared/tools/gpu-prep.sh (Deno + Vulkan
+# WebGPU kernel bench. Needs .gpu-carry/ prepared beforehand (a Deno 2.9.6 build and the Vulkan
 # loader); results go to $OUT (or bench/out). Usage: bash scripts/gpu_run.sh [--quick] [--kernels]
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
