@@ -139,6 +139,21 @@ gpuTest("WebGpuBackend: chunked weights and sparse matrices match the reference"
         ref.matmul(o2, x2, w2, m, { bias: b2 });
         const err = maxRelError(await gpu.read(o1), await ref.read(o2));
         assert.ok(err < 2e-5, `matmul ${dtype} m=${m} ${rows}x${cols}: error ${err}`);
+        // Every chunk's launch normalizes (or gates) its input itself and accumulates.
+        const [g1, g2] = both(gpu, ref, randomF32(m * cols, rng, 3));
+        const [n1, n2] = both(gpu, ref, randomF32(cols, rng));
+        for (const input of ["norm", "gate"] as const) {
+          const opts = (g: Tensor, n: Tensor) =>
+            input === "norm"
+              ? { accumulate: true, norm: { gamma: n, eps: 1e-6 } }
+              : { accumulate: true, gate: g };
+          gpu.matmul(o1, x1, w1, m, opts(g1, n1));
+          ref.matmul(o2, x2, w2, m, opts(g2, n2));
+          const e = maxRelError(await gpu.read(o1), await ref.read(o2));
+          assert.ok(e < 5e-5, `matmul ${dtype} ${input} m=${m} ${rows}x${cols}: error ${e}`);
+        }
+        gpu.free(g1);
+        gpu.free(n1);
         const ids = Int32Array.from([rows - 1, 0, Math.floor(rows / 2), 5]);
         const e1 = gpu.alloc(ids.length * cols), e2 = ref.alloc(ids.length * cols);
         gpu.embed(e1, w1, ids);
