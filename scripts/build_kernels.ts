@@ -18,6 +18,7 @@ const ENTRY = `${SOURCE_DIR}/index.ts`;
 export const ASC_FLAGS: readonly string[] = [
   "-O3",
   "--noAssert",
+  // AssemblyScript's smallest runtime variant, named "stub": no allocator or GC in the module.
   "--runtime",
   "stub",
   "--enable",
